@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine: the Debian packages below (one apt-get update,
+# only when something is missing) and the npm packages from package-lock.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# softhsm2 + opensc: the PKCS#11 token and pkcs11-tool; python3-jwcrypto + python3-grpcio: interop
+# peers written by other people; postgresql: the multi-instance gateway store; openssl: bench reference.
+DEBIAN_PACKAGES=(softhsm2 opensc python3-jwcrypto python3-grpcio python3-grpc-tools postgresql openssl)
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "provision: installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "provision: need root to install ${missing[*]} (run as root or install them first)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm ci when node_modules is absent or older than the lock file.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "provision: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
