@@ -60,11 +60,13 @@ export function fingerprintForms(publicKey: KeyObject): FingerprintForms {
  */
 export function normalizeFingerprint(text: string): string {
   const value = text.trim();
-  if (value.length === 0 || value.length > 200) throw new FingerprintError("key_fingerprint is empty or too long");
+  if (value.length === 0 || value.length > 200)
+    throw new FingerprintError("key_fingerprint is empty or too long");
   const prefixed = /^sha-?256:(.+)$/i.exec(value);
   const body = prefixed ? prefixed[1]! : value;
   if (/^[0-9a-fA-F]{64}$/.test(body)) return `sha256:${body.toLowerCase()}`;
-  if (/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){31}$/.test(body)) return `sha256:${body.replaceAll(":", "").toLowerCase()}`;
+  if (/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){31}$/.test(body))
+    return `sha256:${body.replaceAll(":", "").toLowerCase()}`;
   if (/^[A-Za-z0-9+/]{43}=$/.test(body)) return `sha256:${Buffer.from(body, "base64").toString("hex")}`;
   // 43 base64url characters: either the SPKI digest or an RFC 7638 thumbprint; the index holds both.
   if (/^[A-Za-z0-9_-]{43}$/.test(body)) return body;
