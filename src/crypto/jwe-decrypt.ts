@@ -10,7 +10,8 @@
  *
  * The private key never reaches this module: the key store supplies `unwrap`.
  */
-import { createDecipheriv, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
+import { aes256GcmDecrypt, GCM_IV_BYTES, GCM_KEY_BYTES, GCM_TAG_BYTES } from "./aes-gcm.js";
 import { decodeBase64url } from "./base64url.js";
 import { JweDecryptError, JweHeaderUnsupportedError, JweMalformedError, JweTooLargeError } from "./errors.js";
 import { JsonShapeError, scanObjectMembers } from "./json-members.js";
@@ -28,9 +29,6 @@ export const MAX_PROTECTED_HEADER_BYTES = 2048;
 /** RSA 2048 to 4096 bits: the encrypted key is exactly one modulus long. */
 export const MIN_ENCRYPTED_KEY_BYTES = 256;
 export const MAX_ENCRYPTED_KEY_BYTES = 512;
-const GCM_IV_BYTES = 12;
-const GCM_TAG_BYTES = 16;
-const CEK_BYTES = 32;
 
 /** Header extensions this implementation understands and may therefore be listed in `crit`: none. */
 const UNDERSTOOD_CRITICAL: ReadonlySet<string> = new Set();
@@ -139,17 +137,8 @@ function checkCritical(crit: unknown): void {
 export async function decryptJwe(jwe: ParsedJwe, unwrap: UnwrapKey): Promise<Buffer> {
   const cek = await unwrapOrRandom(jwe.encryptedKey, unwrap);
   try {
-    const decipher = createDecipheriv("aes-256-gcm", cek, jwe.iv, { authTagLength: GCM_TAG_BYTES });
-    decipher.setAAD(jwe.aad);
-    decipher.setAuthTag(jwe.tag);
-    const plaintext = decipher.update(jwe.ciphertext);
-    try {
-      decipher.final();
-    } catch {
-      // update() already produced unauthenticated bytes: they must not outlive the failure.
-      plaintext.fill(0);
-      throw new JweDecryptError();
-    }
+    const plaintext = aes256GcmDecrypt(cek, jwe.iv, jwe.aad, jwe.ciphertext, jwe.tag);
+    if (plaintext === undefined) throw new JweDecryptError();
     return plaintext;
   } finally {
     cek.fill(0);
@@ -161,10 +150,10 @@ async function unwrapOrRandom(encryptedKey: Buffer, unwrap: UnwrapKey): Promise<
   try {
     cek = await unwrap(encryptedKey);
   } catch (err) {
-    if (err instanceof JweDecryptError) return randomBytes(CEK_BYTES);
+    if (err instanceof JweDecryptError) return randomBytes(GCM_KEY_BYTES);
     throw err;
   }
-  if (cek.length === CEK_BYTES) return cek;
+  if (cek.length === GCM_KEY_BYTES) return cek;
   cek.fill(0);
-  return randomBytes(CEK_BYTES);
+  return randomBytes(GCM_KEY_BYTES);
 }

@@ -1,0 +1,86 @@
+import { describe, expect, it } from "vitest";
+import { parseDotvaSecrets } from "../../../src/custody/card/dotva-secrets.js";
+import { assertNotExpired, buildKnotPayload } from "../../../src/custody/card/knot-payload.js";
+import { parseKnotUser } from "../../../src/custody/card/knot-user.js";
+
+export const USER = {
+  name: { first_name: "Ada", last_name: "Lovelace" },
+  address: {
+    street: "100 Main Street",
+    street2: "Apt 4",
+    city: "New York",
+    region: "NY",
+    postal_code: "10001",
+    country: "US",
+  },
+  phone_number: "+14155550123",
+};
+const secrets = (month: number | string, year: number | string) =>
+  parseDotvaSecrets(
+    Buffer.from(
+      JSON.stringify({ pan: "4242424242424242", cvv: "012", expiry_month: month, expiry_year: year }),
+    ),
+  );
+
+describe("buildKnotPayload", () => {
+  it("produces Knot's documented shape exactly, with MM/YYYY expiration", () => {
+    const payload = buildKnotPayload(parseKnotUser(USER), secrets("8", "30"));
+    expect(JSON.parse(payload.toString())).toStrictEqual({
+      user: USER,
+      card: { number: "4242424242424242", expiration: "08/2030", cvv: "012" },
+    });
+    expect(Object.keys(JSON.parse(payload.toString()))).toEqual(["user", "card"]);
+  });
+
+  it("escapes profile text as JSON", () => {
+    const user = parseKnotUser({ ...USER, name: { first_name: 'O"Brien\\', last_name: "Zoë" } });
+    expect(JSON.parse(buildKnotPayload(user, secrets(12, 2031)).toString()).user.name).toEqual({
+      first_name: 'O"Brien\\',
+      last_name: "Zoë",
+    });
+  });
+
+  it("leaves street2 out when the profile has none (proto3 sends an empty string)", () => {
+    const user = parseKnotUser({ ...USER, address: { ...USER.address, street2: "" } });
+    expect(JSON.parse(buildKnotPayload(user, secrets(1, 2030)).toString()).user.address).not.toHaveProperty(
+      "street2",
+    );
+  });
+});
+
+describe("assertNotExpired", () => {
+  const at = (iso: string) => new Date(iso);
+  it("accepts a card through the last day of its expiry month (UTC)", () => {
+    expect(() => assertNotExpired(secrets(8, 2030), at("2030-08-31T23:59:59Z"))).not.toThrow();
+  });
+  it("reports CARD_EXPIRED from the first day of the next month", () => {
+    expect(() => assertNotExpired(secrets(8, 2030), at("2030-09-01T00:00:00Z"))).toThrow(
+      expect.objectContaining({ code: "CARD_EXPIRED" }),
+    );
+    expect(() => assertNotExpired(secrets(12, 2029), at("2030-01-01T00:00:00Z"))).toThrow(
+      expect.objectContaining({ code: "CARD_EXPIRED" }),
+    );
+  });
+});
+
+describe("parseKnotUser", () => {
+  it.each([
+    ["missing first name", { ...USER, name: { last_name: "L" } }, "user.name.first_name"],
+    ["blank city", { ...USER, address: { ...USER.address, city: "  " } }, "user.address.city"],
+    ["alpha-3 country", { ...USER, address: { ...USER.address, country: "USA" } }, "user.address.country"],
+    ["unassigned country", { ...USER, address: { ...USER.address, country: "XX" } }, "user.address.country"],
+    ["lower-case country", { ...USER, address: { ...USER.address, country: "us" } }, "user.address.country"],
+    ["phone without +", { ...USER, phone_number: "14155550123" }, "user.phone_number"],
+    ["phone with spaces", { ...USER, phone_number: "+1 415 555 0123" }, "user.phone_number"],
+    ["control character", { ...USER, name: { ...USER.name, last_name: "L\u0000" } }, "user.name.last_name"],
+    ["no user", undefined, "user"],
+  ])("rejects %s with USER_PROFILE_INVALID naming %s", (_name, input, path) => {
+    try {
+      parseKnotUser(input);
+      expect.unreachable();
+    } catch (err) {
+      expect((err as { code: string }).code).toBe("USER_PROFILE_INVALID");
+      expect((err as Error).message.startsWith(`${path} `)).toBe(true);
+    }
+  });
+});
