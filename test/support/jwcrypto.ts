@@ -1,12 +1,12 @@
-/** Runs test/support/jwcrypto.py with Debian's Python, where python3-jwcrypto is installed. */
+/** Runs test/support/jwcrypto_peer.py with Debian's Python, where python3-jwcrypto is installed. */
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-const SCRIPT = fileURLToPath(new URL("./jwcrypto.py", import.meta.url));
+const SCRIPT = fileURLToPath(new URL("./jwcrypto_peer.py", import.meta.url));
 // Debian's interpreter, not one a version manager may put first on PATH: the package lives there.
 const PYTHON = "/usr/bin/python3";
 
-export function jwcrypto(mode: "encrypt" | "decrypt", request: object): string {
+export function jwcrypto(mode: "encrypt" | "decrypt" | "pem2jwk", request: object): string {
   return execFileSync(PYTHON, [SCRIPT, mode], {
     input: JSON.stringify(request),
     encoding: "utf8",

@@ -2,19 +2,8 @@ import { describe, expect, it } from "vitest";
 import { parseDotvaSecrets } from "../../../src/custody/card/dotva-secrets.js";
 import { assertNotExpired, buildKnotPayload } from "../../../src/custody/card/knot-payload.js";
 import { parseKnotUser } from "../../../src/custody/card/knot-user.js";
+import { USER } from "../../support/profile.js";
 
-export const USER = {
-  name: { first_name: "Ada", last_name: "Lovelace" },
-  address: {
-    street: "100 Main Street",
-    street2: "Apt 4",
-    city: "New York",
-    region: "NY",
-    postal_code: "10001",
-    country: "US",
-  },
-  phone_number: "+14155550123",
-};
 const secrets = (month: number | string, year: number | string) =>
   parseDotvaSecrets(
     Buffer.from(
