@@ -86,7 +86,7 @@ describe("reencryptForKnot", () => {
 
   it("overwrites both buffers when encryption to Knot fails", async () => {
     vi.mocked(encryptForRecipient).mockClear();
-    vi.mocked(encryptForRecipient).mockImplementationOnce(async () => {
+    vi.mocked(encryptForRecipient).mockImplementationOnce(() => {
       throw new Error("boom");
     });
     await expect(run(SECRETS)).rejects.toThrow("boom");

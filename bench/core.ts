@@ -1,0 +1,107 @@
+/**
+ * npm run bench:core — single-thread throughput of the re-encryption core, against references
+ * measured in the same run on the same machine:
+ *   - openssl speed rsa2048 private ops/s on one core (the physical floor: one RSA private op per call);
+ *   - a plain jose compactDecrypt + CompactEncrypt loop (what a naive implementation does).
+ * Ends with one line holding a JSON object of figures and ratios.
+ */
+import { constants, generateKeyPairSync, privateDecrypt } from "node:crypto";
+import { loadavg } from "node:os";
+import { CompactEncrypt, compactDecrypt } from "jose";
+import { parseCompactJwe } from "../src/crypto/jwe-decrypt.js";
+import { parseKnotJwk } from "../src/crypto/knot-jwk.js";
+import { parseKnotUser } from "../src/custody/card/knot-user.js";
+import { reencryptForKnot } from "../src/custody/reencrypt.js";
+import { opensslRsa2048PrivateOpsPerSecond } from "./openssl-speed.js";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+const dotva = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const knot = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const knotJwkText = JSON.stringify({ ...knot.publicKey.export({ format: "jwk" }), kid: "bench" });
+const user = parseKnotUser({
+  name: { first_name: "Ada", last_name: "Lovelace" },
+  address: { street: "1 Main St", city: "New York", region: "NY", postal_code: "10001", country: "US" },
+  phone_number: "+14155550123",
+});
+const secrets = new TextEncoder().encode(
+  JSON.stringify({ pan: "4242424242424242", cvv: "123", expiry_month: 8, expiry_year: 2030 }),
+);
+const dotvaJwe = await new CompactEncrypt(secrets)
+  .setProtectedHeader({ alg: "RSA-OAEP-256", enc: "A256GCM" })
+  .encrypt(dotva.publicKey);
+
+async function rate(once: () => unknown): Promise<number> {
+  let count = 0;
+  const start = performance.now();
+  const deadline = start + SECONDS * 1000;
+  while (performance.now() < deadline) {
+    await once();
+    count++;
+  }
+  return count / ((performance.now() - start) / 1000);
+}
+
+// The core as custody runs it: the JWE parsed per call, a key-store unwrap, re-encryption. Knot's key is
+// parsed once, as custody does (it caches parsed recipients by JWK text: Knot rotates rarely).
+const recipient = parseKnotJwk(knotJwkText);
+const core = () =>
+  reencryptForKnot({
+    jwe: parseCompactJwe(dotvaJwe),
+    unwrap: async (ek) =>
+      privateDecrypt(
+        { key: dotva.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" },
+        ek,
+      ),
+    recipient,
+    user,
+    now: new Date(),
+  });
+
+const joseBaseline = async () => {
+  const { plaintext } = await compactDecrypt(dotvaJwe, dotva.privateKey);
+  return new CompactEncrypt(plaintext)
+    .setProtectedHeader({ alg: "RSA-OAEP-256", enc: "A256GCM" })
+    .encrypt(knot.publicKey);
+};
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const round = (x: number, digits = 3) => Number(x.toFixed(digits));
+
+console.log(
+  `bench:core on ${process.version}, load average ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ")}`,
+);
+for (let i = 0; i < 50; i++) {
+  await core(); // warm-up: JIT and OpenSSL's per-key caches
+  await joseBaseline();
+}
+// Rounds interleave the three measures, so a change in machine load (two shared cores) hits all alike;
+// the ratios are taken within each round and the median round is reported.
+const rounds: { openssl: number; core: number; jose: number }[] = [];
+for (let r = 1; r <= ROUNDS; r++) {
+  const openssl = opensslRsa2048PrivateOpsPerSecond({ seconds: SECONDS });
+  const coreRate = await rate(core);
+  const joseRate = await rate(joseBaseline);
+  rounds.push({ openssl, core: coreRate, jose: joseRate });
+  console.log(
+    `round ${r}: openssl rsa2048 ${openssl.toFixed(0)}/s  core ${coreRate.toFixed(0)}/s  jose ${joseRate.toFixed(0)}/s  core/openssl ${(coreRate / openssl).toFixed(3)}`,
+  );
+}
+
+console.log(
+  JSON.stringify({
+    bench: "core",
+    rounds: ROUNDS,
+    seconds_per_measure: SECONDS,
+    core_per_s: round(median(rounds.map((x) => x.core)), 1),
+    jose_baseline_per_s: round(median(rounds.map((x) => x.jose)), 1),
+    openssl_rsa2048_sign_per_s_1core: round(median(rounds.map((x) => x.openssl)), 1),
+    core_vs_openssl_1core: round(median(rounds.map((x) => x.core / x.openssl))),
+    core_vs_jose: round(median(rounds.map((x) => x.core / x.jose))),
+    jose_vs_openssl_1core: round(median(rounds.map((x) => x.jose / x.openssl))),
+    load_average_1m: round(loadavg()[0]!, 2),
+  }),
+);
