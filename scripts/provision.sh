@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 # peers written by other people; postgresql: the multi-instance gateway store; openssl: bench reference.
 DEBIAN_PACKAGES=(softhsm2 opensc python3-jwcrypto python3-grpcio python3-grpc-tools postgresql openssl)
 
+# --npm-only: what running the product needs (the demo); the Debian packages are for the tests.
+if [ "${1:-}" = "--npm-only" ]; then DEBIAN_PACKAGES=(); fi
+
 missing=()
-for pkg in "${DEBIAN_PACKAGES[@]}"; do
+for pkg in "${DEBIAN_PACKAGES[@]+"${DEBIAN_PACKAGES[@]}"}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
