@@ -133,7 +133,8 @@ export interface GrpcFailure {
 
 /** What the caller is told about `err`. Unknown errors become INTERNAL with a fixed message. */
 export function toGrpcFailure(err: unknown): GrpcFailure {
-  if (err instanceof CustodyError) return { grpcStatus: err.grpcStatus, code: err.code, message: err.message };
+  if (err instanceof CustodyError)
+    return { grpcStatus: err.grpcStatus, code: err.code, message: err.message };
   if (err instanceof CryptoError) {
     const grpcStatus = CRYPTO_STATUS.get(err.code);
     if (grpcStatus !== undefined) return { grpcStatus, code: err.code, message: err.message };
