@@ -54,7 +54,7 @@ describe("key fingerprints", () => {
     "sha256:abc",
     "md5:0123",
     "x".repeat(300),
-    "sha256:" + "g".repeat(64),
+    `sha256:${"g".repeat(64)}`,
     "not a fingerprint",
   ])("rejects %j", (text) => {
     expect(() => normalizeFingerprint(text)).toThrow(FingerprintError);
