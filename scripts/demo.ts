@@ -25,18 +25,31 @@ const secretsJwe = await new CompactEncrypt(new TextEncoder().encode(JSON.string
 step(2, `Dotva encrypts a test card to that key: secrets_jwe of ${secretsJwe.length} characters`);
 
 const knotKey = generateKeyPairSync("rsa", { modulusLength: 2048 });
-const knotJwk = JSON.stringify({ ...knotKey.publicKey.export({ format: "jwk" }), kid: "knot-demo", use: "enc" });
+const knotJwk = JSON.stringify({
+  ...knotKey.publicKey.export({ format: "jwk" }),
+  kid: "knot-demo",
+  use: "enc",
+});
 const recipient = parseKnotJwk(knotJwk);
 step(3, `Knot publishes its JWE key; RFC 7638 thumbprint ${recipient.thumbprint}`);
 
 const out = await reencryptForKnot({
   jwe: parseCompactJwe(secretsJwe),
   unwrap: async (ek) =>
-    privateDecrypt({ key: custodyKey.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" }, ek),
+    privateDecrypt(
+      { key: custodyKey.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" },
+      ek,
+    ),
   recipient,
   user: parseKnotUser({
     name: { first_name: "Ada", last_name: "Lovelace" },
-    address: { street: "100 Main Street", city: "New York", region: "NY", postal_code: "10001", country: "US" },
+    address: {
+      street: "100 Main Street",
+      city: "New York",
+      region: "NY",
+      postal_code: "10001",
+      country: "US",
+    },
     phone_number: "+14155550123",
   }),
   now: new Date(),
@@ -45,6 +58,9 @@ step(4, `custody re-encrypts for Knot: card ending ${out.cardLast4}, JWE of ${ou
 
 const { plaintext } = await compactDecrypt(out.jwe, knotKey.privateKey);
 const payload = JSON.parse(new TextDecoder().decode(plaintext));
-const ok = payload.card.number === card.pan && payload.card.expiration === "08/2030" && payload.user.name.first_name === "Ada";
+const ok =
+  payload.card.number === card.pan &&
+  payload.card.expiration === "08/2030" &&
+  payload.user.name.first_name === "Ada";
 step(5, `Knot decrypts the payload: ${ok ? "card and cardholder match" : "MISMATCH"}`);
 process.exit(ok ? 0 : 1);

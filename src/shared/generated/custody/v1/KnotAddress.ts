@@ -1,25 +1,26 @@
 // Original file: proto/custody/v1/custody.proto
 
+
 export interface KnotAddress {
-  street?: string;
-  street2?: string;
-  city?: string;
-  region?: string;
-  postal_code?: string;
+  'street'?: (string);
+  'street2'?: (string);
+  'city'?: (string);
+  'region'?: (string);
+  'postal_code'?: (string);
   /**
    * ISO 3166-1 alpha-2
    */
-  country?: string;
+  'country'?: (string);
 }
 
 export interface KnotAddress__Output {
-  street: string;
-  street2: string;
-  city: string;
-  region: string;
-  postal_code: string;
+  'street': (string);
+  'street2': (string);
+  'city': (string);
+  'region': (string);
+  'postal_code': (string);
   /**
    * ISO 3166-1 alpha-2
    */
-  country: string;
+  'country': (string);
 }

@@ -1,33 +1,34 @@
 // Original file: proto/custody/v1/custody.proto
 
+
 export interface ReencryptForKnotResponse {
   /**
    * compact JWE for Knot's POST /card
    */
-  jwe?: string;
+  'jwe'?: (string);
   /**
    * canonical form of the Dotva key used
    */
-  key_fingerprint?: string;
+  'key_fingerprint'?: (string);
   /**
    * RFC 7638 thumbprint of knot_jwk
    */
-  recipient_thumbprint?: string;
-  card_last4?: string;
+  'recipient_thumbprint'?: (string);
+  'card_last4'?: (string);
 }
 
 export interface ReencryptForKnotResponse__Output {
   /**
    * compact JWE for Knot's POST /card
    */
-  jwe: string;
+  'jwe': (string);
   /**
    * canonical form of the Dotva key used
    */
-  key_fingerprint: string;
+  'key_fingerprint': (string);
   /**
    * RFC 7638 thumbprint of knot_jwk
    */
-  recipient_thumbprint: string;
-  card_last4: string;
+  'recipient_thumbprint': (string);
+  'card_last4': (string);
 }
