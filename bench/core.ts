@@ -5,13 +5,14 @@
  *   - a plain jose compactDecrypt + CompactEncrypt loop (what a naive implementation does).
  * Ends with one line holding a JSON object of figures and ratios.
  */
-import { constants, generateKeyPairSync, privateDecrypt } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
 import { loadavg } from "node:os";
 import { CompactEncrypt, compactDecrypt } from "jose";
 import { parseCompactJwe } from "../src/crypto/jwe-decrypt.js";
 import { parseKnotJwk } from "../src/crypto/knot-jwk.js";
 import { parseKnotUser } from "../src/custody/card/knot-user.js";
 import { reencryptForKnot } from "../src/custody/reencrypt.js";
+import { privateKeyUnwrap } from "../src/keystore/private-key-unwrap.js";
 import { opensslRsa2048PrivateOpsPerSecond } from "./openssl-speed.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -49,11 +50,7 @@ const recipient = parseKnotJwk(knotJwkText);
 const core = () =>
   reencryptForKnot({
     jwe: parseCompactJwe(dotvaJwe),
-    unwrap: async (ek) =>
-      privateDecrypt(
-        { key: dotva.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" },
-        ek,
-      ),
+    unwrap: privateKeyUnwrap(dotva.privateKey),
     recipient,
     user,
     now: new Date(),

@@ -4,13 +4,14 @@
  * recipient, and the recipient decrypts and checks it. Prints each step; never prints card data
  * beyond the last four digits.
  */
-import { constants, generateKeyPairSync, privateDecrypt } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
 import { CompactEncrypt, compactDecrypt } from "jose";
 import { fingerprintForms } from "../src/crypto/fingerprint.js";
 import { parseCompactJwe } from "../src/crypto/jwe-decrypt.js";
 import { parseKnotJwk } from "../src/crypto/knot-jwk.js";
 import { parseKnotUser } from "../src/custody/card/knot-user.js";
 import { reencryptForKnot } from "../src/custody/reencrypt.js";
+import { privateKeyUnwrap } from "../src/keystore/private-key-unwrap.js";
 
 const step = (n: number, text: string) => console.log(`[${n}] ${text}`);
 
@@ -35,11 +36,7 @@ step(3, `Knot publishes its JWE key; RFC 7638 thumbprint ${recipient.thumbprint}
 
 const out = await reencryptForKnot({
   jwe: parseCompactJwe(secretsJwe),
-  unwrap: async (ek) =>
-    privateDecrypt(
-      { key: custodyKey.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" },
-      ek,
-    ),
+  unwrap: privateKeyUnwrap(custodyKey.privateKey),
   recipient,
   user: parseKnotUser({
     name: { first_name: "Ada", last_name: "Lovelace" },

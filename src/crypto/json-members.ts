@@ -25,6 +25,8 @@ export class JsonShapeError extends Error {}
 
 const MAX_DEPTH = 16;
 
+type OnMember = (nameStart: number, nameEnd: number, member: JsonMember) => void;
+
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COMMA = 0x2c;
@@ -50,38 +52,17 @@ class Scanner {
   constructor(private readonly bytes: Uint8Array) {}
 
   topLevelObject(): Map<string, JsonMember> {
-    this.skipWhitespace();
-    if (this.bytes[this.pos] !== OPEN_BRACE) throw new JsonShapeError("not a JSON object");
-    this.pos++;
     const members = new Map<string, JsonMember>();
     this.skipWhitespace();
-    if (this.bytes[this.pos] === CLOSE_BRACE) {
-      this.pos++;
-    } else {
-      for (;;) {
-        this.skipWhitespace();
-        const nameStart = this.pos;
-        this.skipString();
-        // Member names are not secret; JSON.parse decodes their escapes exactly as the spec says.
-        const name = JSON.parse(
-          Buffer.from(this.bytes.subarray(nameStart, this.pos)).toString("utf8"),
-        ) as string;
-        if (members.has(name)) throw new JsonShapeError("duplicate member name");
-        this.skipWhitespace();
-        this.expect(COLON);
-        this.skipWhitespace();
-        const start = this.pos;
-        const kind = this.skipValue(1);
-        members.set(name, { start, end: this.pos, kind });
-        this.skipWhitespace();
-        if (this.bytes[this.pos] === COMMA) {
-          this.pos++;
-          continue;
-        }
-        this.expect(CLOSE_BRACE);
-        break;
-      }
-    }
+    if (this.bytes[this.pos] !== OPEN_BRACE) throw new JsonShapeError("not a JSON object");
+    this.skipContainer(1, CLOSE_BRACE, (nameStart, nameEnd, member) => {
+      // Member names are not secret; JSON.parse decodes their escapes exactly as the spec says.
+      const name = JSON.parse(
+        Buffer.from(this.bytes.subarray(nameStart, nameEnd)).toString("utf8"),
+      ) as string;
+      if (members.has(name)) throw new JsonShapeError("duplicate member name");
+      members.set(name, member);
+    });
     this.skipWhitespace();
     if (this.pos !== this.bytes.length) throw new JsonShapeError("trailing bytes after the object");
     return members;
@@ -111,15 +92,16 @@ class Scanner {
       this.skipNumber();
       return "number";
     }
-    if (b === OPEN_BRACE) this.skipContainer(depth, CLOSE_BRACE, true);
-    else if (b === OPEN_BRACKET) this.skipContainer(depth, CLOSE_BRACKET, false);
+    if (b === OPEN_BRACE) this.skipContainer(depth, CLOSE_BRACE, () => {});
+    else if (b === OPEN_BRACKET) this.skipContainer(depth, CLOSE_BRACKET);
     else if (!this.skipLiteral("true") && !this.skipLiteral("false") && !this.skipLiteral("null")) {
       throw new JsonShapeError("not a JSON value");
     }
     return "other";
   }
 
-  private skipContainer(depth: number, close: number, isObject: boolean): void {
+  /** An object when `onMember` is given (called for each member), else an array. */
+  private skipContainer(depth: number, close: number, onMember?: OnMember): void {
     this.pos++;
     this.skipWhitespace();
     if (this.bytes[this.pos] === close) {
@@ -128,13 +110,19 @@ class Scanner {
     }
     for (;;) {
       this.skipWhitespace();
-      if (isObject) {
+      if (onMember) {
+        const nameStart = this.pos;
         this.skipString();
+        const nameEnd = this.pos;
         this.skipWhitespace();
         this.expect(COLON);
         this.skipWhitespace();
+        const start = this.pos;
+        const kind = this.skipValue(depth + 1);
+        onMember(nameStart, nameEnd, { start, end: this.pos, kind });
+      } else {
+        this.skipValue(depth + 1);
       }
-      this.skipValue(depth + 1);
       this.skipWhitespace();
       if (this.bytes[this.pos] === COMMA) {
         this.pos++;

@@ -11,9 +11,9 @@ import { decryptJwe, parseCompactJwe } from "../../src/crypto/jwe-decrypt.js";
 import { parseKnotJwk } from "../../src/crypto/knot-jwk.js";
 import { parseKnotUser } from "../../src/custody/card/knot-user.js";
 import { reencryptForKnot } from "../../src/custody/reencrypt.js";
+import { privateKeyUnwrap } from "../../src/keystore/private-key-unwrap.js";
 import { jwcrypto } from "../support/jwcrypto.js";
 import { USER } from "../support/profile.js";
-import { unwrapWith } from "../support/unwrap.js";
 
 const SECRETS = JSON.stringify({ pan: "4000056655665556", cvv: "9731", expiry_month: 11, expiry_year: 2029 });
 const HEADER = { alg: "RSA-OAEP-256", enc: "A256GCM" };
@@ -44,7 +44,7 @@ const privateJwk = (key: ReturnType<typeof opensslKey>) => key.privateKey.export
 describe("Dotva side: JWEs made by other implementations decrypt", () => {
   it("jwcrypto RSA-OAEP-256 + A256GCM to an openssl-generated key", async () => {
     const jwe = jwcrypto("encrypt", { jwk: publicJwk(dotva), plaintext: SECRETS, header: HEADER });
-    const plaintext = await decryptJwe(parseCompactJwe(jwe), unwrapWith(dotva.privateKey));
+    const plaintext = await decryptJwe(parseCompactJwe(jwe), privateKeyUnwrap(dotva.privateKey));
     expect(plaintext.toString()).toBe(SECRETS);
   });
 
@@ -56,14 +56,16 @@ describe("Dotva side: JWEs made by other implementations decrypt", () => {
     });
     const parsed = parseCompactJwe(jwe);
     expect(parsed.header.kid).toBe("dotva-1");
-    expect((await decryptJwe(parsed, unwrapWith(dotva.privateKey))).toString()).toBe(SECRETS);
+    expect((await decryptJwe(parsed, privateKeyUnwrap(dotva.privateKey))).toString()).toBe(SECRETS);
   });
 
   it("jose RSA-OAEP-256 + A256GCM", async () => {
     const jwe = await new CompactEncrypt(new TextEncoder().encode(SECRETS))
       .setProtectedHeader(HEADER)
       .encrypt(dotva.publicKey);
-    expect((await decryptJwe(parseCompactJwe(jwe), unwrapWith(dotva.privateKey))).toString()).toBe(SECRETS);
+    expect((await decryptJwe(parseCompactJwe(jwe), privateKeyUnwrap(dotva.privateKey))).toString()).toBe(
+      SECRETS,
+    );
   });
 
   it("jwcrypto's RSA-OAEP (SHA-1) is refused from the header", () => {
@@ -81,7 +83,7 @@ describe("Knot side: what we produce decrypts elsewhere, in Knot's shape", () =>
     const jwe = jwcrypto("encrypt", { jwk: publicJwk(dotva), plaintext: SECRETS, header: HEADER });
     return reencryptForKnot({
       jwe: parseCompactJwe(jwe),
-      unwrap: unwrapWith(dotva.privateKey),
+      unwrap: privateKeyUnwrap(dotva.privateKey),
       recipient: parseKnotJwk(knotJwkText),
       user: parseKnotUser(USER),
       now: new Date("2026-11-23T00:00:00Z"),

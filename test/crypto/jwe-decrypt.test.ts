@@ -13,7 +13,7 @@ import {
   parseCompactJwe,
   type UnwrapKey,
 } from "../../src/crypto/jwe-decrypt.js";
-import { unwrapWith } from "../support/unwrap.js";
+import { privateKeyUnwrap } from "../../src/keystore/private-key-unwrap.js";
 
 // Pass-through spy: lets a test see that AES-GCM runs even when the unwrap failed.
 vi.mock("../../src/crypto/aes-gcm.js", async (importOriginal) => {
@@ -22,7 +22,7 @@ vi.mock("../../src/crypto/aes-gcm.js", async (importOriginal) => {
 });
 
 const dotva = generateKeyPairSync("rsa", { modulusLength: 2048 });
-const unwrap = unwrapWith(dotva.privateKey);
+const unwrap = privateKeyUnwrap(dotva.privateKey);
 const b64u = (data: string | Buffer) => Buffer.from(data).toString("base64url");
 const PLAINTEXT = '{"pan":"4242424242424242","cvv":"123","expiry_month":8,"expiry_year":2030}';
 
@@ -188,7 +188,7 @@ describe("decryptJwe: one indistinguishable failure once the private key is invo
 
   it("a JWE for another key", async () => {
     const other = generateKeyPairSync("rsa", { modulusLength: 2048 });
-    const err = await failureOf(await joseJwe(), unwrapWith(other.privateKey));
+    const err = await failureOf(await joseJwe(), privateKeyUnwrap(other.privateKey));
     expect(err).toBeInstanceOf(JweDecryptError);
   });
 

@@ -14,7 +14,7 @@ import {
   JweMalformedError,
 } from "../../src/crypto/errors.js";
 import { decryptJwe, parseCompactJwe } from "../../src/crypto/jwe-decrypt.js";
-import { unwrapWith } from "../support/unwrap.js";
+import { privateKeyUnwrap } from "../../src/keystore/private-key-unwrap.js";
 import { readWycheproof } from "../support/wycheproof.js";
 
 interface JweCase {
@@ -51,7 +51,7 @@ const isOurPair = (jwe: string) => {
 };
 
 async function attempt(group: JweGroup, jwe: string) {
-  const unwrap = vi.fn(unwrapWith(createPrivateKey({ key: group.private, format: "jwk" })));
+  const unwrap = vi.fn(privateKeyUnwrap(createPrivateKey({ key: group.private, format: "jwk" })));
   try {
     const plaintext = await decryptJwe(parseCompactJwe(jwe), unwrap);
     return { plaintext, unwrapCalls: unwrap.mock.calls.length };

@@ -10,8 +10,8 @@ import { encryptForRecipient } from "../../src/crypto/jwe-encrypt.js";
 import { parseKnotJwk } from "../../src/crypto/knot-jwk.js";
 import { parseKnotUser } from "../../src/custody/card/knot-user.js";
 import { reencryptForKnot } from "../../src/custody/reencrypt.js";
+import { privateKeyUnwrap } from "../../src/keystore/private-key-unwrap.js";
 import { USER } from "../support/profile.js";
-import { unwrapWith } from "../support/unwrap.js";
 
 // Pass-through spies: the test needs the buffers the core hands around, to check they end up zeroed.
 vi.mock("../../src/crypto/jwe-decrypt.js", async (importOriginal) => {
@@ -39,7 +39,7 @@ async function dotvaJwe(secrets: object) {
 async function run(secrets: object, now = new Date("2026-11-23T00:00:00Z")) {
   return reencryptForKnot({
     jwe: decryptModule.parseCompactJwe(await dotvaJwe(secrets)),
-    unwrap: unwrapWith(dotva.privateKey),
+    unwrap: privateKeyUnwrap(dotva.privateKey),
     recipient,
     user,
     now,
