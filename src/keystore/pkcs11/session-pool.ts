@@ -1,0 +1,76 @@
+/**
+ * A fixed set of logged-in sessions, one private operation each at a time (PKCS#11 sessions are not
+ * re-entrant). Waiting for a session is bounded, so a stuck token turns into a failed call, not a
+ * queue that grows forever. Each `reset` starts a new generation: sessions of an older generation
+ * (opened before a recovery) are dropped when returned instead of being handed out again.
+ */
+
+export interface PooledSession {
+  readonly handle: Buffer;
+  readonly generation: number;
+}
+
+interface Waiter {
+  resolve(session: PooledSession): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class SessionPool {
+  private idle: PooledSession[] = [];
+  private waiters: Waiter[] = [];
+  private generation = 0;
+
+  constructor(private readonly makeError: () => Error) {}
+
+  /** Replaces every session; callers waiting get the new ones. */
+  reset(handles: readonly Buffer[]): void {
+    this.generation++;
+    this.idle = handles.map((handle) => ({ handle, generation: this.generation }));
+    while (this.waiters.length > 0 && this.idle.length > 0)
+      this.handOut(this.waiters.shift()!, this.idle.pop()!);
+  }
+
+  /** Forgets every session (they are about to be closed) and fails everyone waiting. */
+  invalidate(): void {
+    this.generation++;
+    this.idle = [];
+    for (const waiter of this.waiters.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.reject(this.makeError());
+    }
+  }
+
+  acquire(timeoutMs: number): Promise<PooledSession> {
+    const session = this.idle.pop();
+    if (session !== undefined) return Promise.resolve(session);
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters.splice(this.waiters.indexOf(waiter), 1);
+          reject(this.makeError());
+        }, timeoutMs),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  release(session: PooledSession): void {
+    if (session.generation !== this.generation) return;
+    const waiter = this.waiters.shift();
+    if (waiter !== undefined) this.handOut(waiter, session);
+    else this.idle.push(session);
+  }
+
+  /** A session, if one is idle right now; for background checks that must not compete with calls. */
+  tryAcquire(): PooledSession | undefined {
+    return this.idle.pop();
+  }
+
+  private handOut(waiter: Waiter, session: PooledSession): void {
+    clearTimeout(waiter.timer);
+    waiter.resolve(session);
+  }
+}
