@@ -1,0 +1,303 @@
+/**
+ * The gateway's configuration: environment variables (secrets may come from a file named by the same
+ * variable with a `_FILE` suffix, so they need not sit in the environment), validated once at start-up
+ * into one typed object. An invalid value stops the process with a message naming the variable, never
+ * its value.
+ */
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { z } from "zod";
+
+interface VariableSpec {
+  readonly name: string;
+  readonly help: string;
+  readonly secret?: boolean;
+}
+
+/** Every variable the gateway reads, in the order `--help` prints them. */
+export const VARIABLES: readonly VariableSpec[] = [
+  {
+    name: "GATEWAY_ENV",
+    help: "production (default) or development; development unlocks the unsafe switches",
+  },
+  { name: "GATEWAY_HOST", help: "listen address for the partner webhooks (default 127.0.0.1)" },
+  { name: "GATEWAY_PORT", help: "listen port for the partner webhooks (default 8080; 0 picks a free port)" },
+  { name: "GATEWAY_INTERNAL_PORT", help: "if set, the internal /v1 API listens on this port instead" },
+  { name: "GATEWAY_LOG_LEVEL", help: "pino level: fatal, error, warn, info (default), debug, trace" },
+  { name: "GATEWAY_TRUST_PROXY", help: "hops of X-Forwarded-For to trust for the client IP (default 0)" },
+  { name: "GATEWAY_STORAGE", help: "sqlite (default, embedded) or postgres (several instances)" },
+  { name: "GATEWAY_SQLITE_PATH", help: "SQLite database file (default ./data/gateway.sqlite)" },
+  { name: "GATEWAY_DATABASE_URL", help: "PostgreSQL connection string, required for postgres", secret: true },
+  {
+    name: "GATEWAY_INTERNAL_TOKEN",
+    help: "bearer token for the internal /v1 API (>= 32 chars)",
+    secret: true,
+  },
+  { name: "DOTVA_SHARED_SECRET", help: "expected value of the Dotva shared-secret header", secret: true },
+  { name: "DOTVA_SHARED_SECRET_HEADER", help: "header carrying it (default x-dotva-secret)" },
+  { name: "DOTVA_HMAC_SECRET", help: "key of the HMAC-SHA256 over Dotva's raw body", secret: true },
+  { name: "DOTVA_HMAC_HEADER", help: "header carrying that HMAC, hex or base64 (default x-dotva-signature)" },
+  { name: "DOTVA_IP_ALLOWLIST", help: "comma-separated addresses/CIDRs allowed to call /webhooks/dotva" },
+  { name: "KNOT_BASE_URL", help: "Knot API base URL, e.g. https://development.knotapi.com" },
+  { name: "KNOT_CLIENT_ID", help: "Knot client id (Basic auth user)" },
+  { name: "KNOT_CLIENT_SECRET", help: "Knot secret: Basic auth password and webhook HMAC key", secret: true },
+  {
+    name: "KNOT_WEBHOOK_VERIFY",
+    help: "true (default); false is accepted only with GATEWAY_ENV=development",
+  },
+  { name: "KNOT_IP_ALLOWLIST", help: "comma-separated addresses/CIDRs allowed to call /webhooks/knot" },
+  { name: "KNOT_JWK_TTL_SECONDS", help: "how long a fetched Knot JWE key is reused (default 300)" },
+  { name: "CUSTODY_ADDRESS", help: "custody gRPC host:port" },
+  { name: "CUSTODY_CA_FILE", help: "PEM CA that signed custody's server certificate" },
+  { name: "CUSTODY_CERT_FILE", help: "PEM client certificate presented to custody (mTLS)" },
+  { name: "CUSTODY_KEY_FILE", help: "PEM private key of that client certificate" },
+  { name: "CUSTODY_SERVER_NAME", help: "TLS name expected in custody's certificate (default: host part)" },
+  { name: "CUSTODY_INSECURE", help: "true = plaintext gRPC; only with GATEWAY_ENV=development" },
+  { name: "SEND_CARD_DEADLINE_MS", help: "time from AUTHENTICATED receipt to give up (default 15000)" },
+  { name: "SEND_CARD_ATTEMPT_TIMEOUT_MS", help: "cap on one custody call or Knot request (default 4000)" },
+  { name: "SEND_CARD_BACKOFF_BASE_MS", help: "first retry's backoff ceiling (default 100)" },
+  { name: "SEND_CARD_BACKOFF_CAP_MS", help: "largest backoff ceiling (default 2000)" },
+  {
+    name: "SEND_CARD_LEASE_MS",
+    help: "how long a claimed job is owned before another worker may take it (default 6000)",
+  },
+  { name: "SEND_CARD_POLL_MS", help: "how often to look for jobs (restart, other instances) (default 250)" },
+  { name: "SEND_CARD_CONCURRENCY", help: "send-card jobs run at once per instance (default 32)" },
+];
+
+const bool = z.enum(["true", "false"]).transform((v) => v === "true");
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveMs = z.coerce.number().int().min(1).max(600_000);
+
+function parseAllowlist(text: string): string[] {
+  const entries = text
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  for (const entry of entries) {
+    const [address, prefix] = entry.split("/");
+    const family = isIP(address ?? "");
+    const maxPrefix = family === 4 ? 32 : 128;
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= maxPrefix);
+    if (family === 0 || !prefixOk) throw new Error("must be comma-separated IP addresses or CIDR ranges");
+  }
+  return entries;
+}
+const allowlist = z.string().transform((text, ctx) => {
+  try {
+    return parseAllowlist(text);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: (error as Error).message });
+    return z.NEVER;
+  }
+});
+
+const schema = z.object({
+  GATEWAY_ENV: z.enum(["production", "development"]).default("production"),
+  GATEWAY_HOST: z.string().min(1).default("127.0.0.1"),
+  GATEWAY_PORT: port.default(8080),
+  GATEWAY_INTERNAL_PORT: port.optional(),
+  GATEWAY_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  GATEWAY_TRUST_PROXY: z.coerce.number().int().min(0).max(10).default(0),
+  GATEWAY_STORAGE: z.enum(["sqlite", "postgres"]).default("sqlite"),
+  GATEWAY_SQLITE_PATH: z.string().min(1).default("./data/gateway.sqlite"),
+  GATEWAY_DATABASE_URL: z.string().min(1).optional(),
+  GATEWAY_INTERNAL_TOKEN: z.string().min(32, "must be at least 32 characters"),
+  DOTVA_SHARED_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  DOTVA_SHARED_SECRET_HEADER: z.string().min(1).default("x-dotva-secret"),
+  DOTVA_HMAC_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  DOTVA_HMAC_HEADER: z.string().min(1).default("x-dotva-signature"),
+  DOTVA_IP_ALLOWLIST: allowlist.optional(),
+  KNOT_BASE_URL: z.url({ protocol: /^https?$/ }),
+  KNOT_CLIENT_ID: z.string().min(1),
+  KNOT_CLIENT_SECRET: z.string().min(1),
+  KNOT_WEBHOOK_VERIFY: bool.default(true),
+  KNOT_IP_ALLOWLIST: allowlist.optional(),
+  KNOT_JWK_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+  CUSTODY_ADDRESS: z.string().regex(/^[^\s:]+:\d{1,5}$/, "must be host:port"),
+  CUSTODY_CA_FILE: z.string().min(1).optional(),
+  CUSTODY_CERT_FILE: z.string().min(1).optional(),
+  CUSTODY_KEY_FILE: z.string().min(1).optional(),
+  CUSTODY_SERVER_NAME: z.string().min(1).optional(),
+  CUSTODY_INSECURE: bool.default(false),
+  SEND_CARD_DEADLINE_MS: positiveMs.default(15_000),
+  SEND_CARD_ATTEMPT_TIMEOUT_MS: positiveMs.default(4_000),
+  SEND_CARD_BACKOFF_BASE_MS: positiveMs.default(100),
+  SEND_CARD_BACKOFF_CAP_MS: positiveMs.default(2_000),
+  SEND_CARD_LEASE_MS: positiveMs.default(6_000),
+  SEND_CARD_POLL_MS: positiveMs.default(250),
+  SEND_CARD_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(32),
+});
+
+type Env = z.infer<typeof schema>;
+
+export interface CustodyTls {
+  readonly ca: Buffer;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly serverName?: string;
+}
+
+export interface GatewayConfig {
+  readonly env: "production" | "development";
+  readonly host: string;
+  readonly port: number;
+  readonly internalPort?: number;
+  readonly logLevel: Env["GATEWAY_LOG_LEVEL"];
+  readonly trustProxy: number;
+  readonly storage:
+    | { readonly driver: "sqlite"; readonly path: string }
+    | { readonly driver: "postgres"; readonly url: string };
+  readonly internalToken: string;
+  readonly dotva: {
+    readonly sharedSecret?: { readonly header: string; readonly value: string };
+    readonly hmac?: { readonly header: string; readonly secret: string };
+    readonly ipAllowlist?: readonly string[];
+  };
+  readonly knot: {
+    readonly baseUrl: string;
+    readonly clientId: string;
+    readonly clientSecret: string;
+    readonly verifyWebhooks: boolean;
+    readonly ipAllowlist?: readonly string[];
+    readonly jwkTtlMs: number;
+  };
+  readonly custody: { readonly address: string; readonly tls: CustodyTls | "insecure" };
+  readonly sendCard: {
+    readonly deadlineMs: number;
+    readonly attemptTimeoutMs: number;
+    readonly backoffBaseMs: number;
+    readonly backoffCapMs: number;
+    readonly leaseMs: number;
+    readonly pollMs: number;
+    readonly concurrency: number;
+  };
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/** Reads `NAME` or, for secrets, the file named by `NAME_FILE` (trailing newline trimmed). */
+function collect(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const { name, secret } of VARIABLES) {
+    const fileVar = `${name}_FILE`;
+    if (secret && env[fileVar] !== undefined) {
+      if (env[name] !== undefined)
+        throw new ConfigError(`${name}: set either ${name} or ${fileVar}, not both`);
+      try {
+        out[name] = readFileSync(env[fileVar]!, "utf8").replace(/\r?\n$/, "");
+      } catch {
+        throw new ConfigError(`${fileVar}: cannot read the file it names`);
+      }
+    } else {
+      const value = env[name];
+      out[name] = value === "" ? undefined : value;
+    }
+  }
+  return out;
+}
+
+function readPem(variable: string, path: string | undefined): Buffer {
+  if (path === undefined) throw new ConfigError(`${variable}: required unless CUSTODY_INSECURE=true`);
+  try {
+    return readFileSync(path);
+  } catch {
+    throw new ConfigError(`${variable}: cannot read the file it names`);
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const parsed = schema.safeParse(collect(env));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const variable = String(issue.path[0] ?? "configuration");
+    const reason = issue.code === "invalid_type" ? "is required" : issue.message;
+    throw new ConfigError(`${variable}: ${reason} (see --help)`);
+  }
+  const e = parsed.data;
+  const dev = e.GATEWAY_ENV === "development";
+  if (!e.KNOT_WEBHOOK_VERIFY && !dev) {
+    throw new ConfigError("KNOT_WEBHOOK_VERIFY: false is only allowed with GATEWAY_ENV=development");
+  }
+  if (e.CUSTODY_INSECURE && !dev) {
+    throw new ConfigError("CUSTODY_INSECURE: true is only allowed with GATEWAY_ENV=development");
+  }
+  if (!dev && !e.DOTVA_SHARED_SECRET && !e.DOTVA_HMAC_SECRET && !e.DOTVA_IP_ALLOWLIST) {
+    throw new ConfigError(
+      "DOTVA_SHARED_SECRET: production needs at least one Dotva sender check (DOTVA_SHARED_SECRET, DOTVA_HMAC_SECRET or DOTVA_IP_ALLOWLIST)",
+    );
+  }
+  if (e.GATEWAY_STORAGE === "postgres" && !e.GATEWAY_DATABASE_URL) {
+    throw new ConfigError("GATEWAY_DATABASE_URL: required when GATEWAY_STORAGE=postgres");
+  }
+  if (
+    e.GATEWAY_INTERNAL_PORT !== undefined &&
+    e.GATEWAY_INTERNAL_PORT === e.GATEWAY_PORT &&
+    e.GATEWAY_PORT !== 0
+  ) {
+    throw new ConfigError("GATEWAY_INTERNAL_PORT: must differ from GATEWAY_PORT");
+  }
+  const tls: CustodyTls | "insecure" = e.CUSTODY_INSECURE
+    ? "insecure"
+    : {
+        ca: readPem("CUSTODY_CA_FILE", e.CUSTODY_CA_FILE),
+        cert: readPem("CUSTODY_CERT_FILE", e.CUSTODY_CERT_FILE),
+        key: readPem("CUSTODY_KEY_FILE", e.CUSTODY_KEY_FILE),
+        ...(e.CUSTODY_SERVER_NAME ? { serverName: e.CUSTODY_SERVER_NAME } : {}),
+      };
+  return {
+    env: e.GATEWAY_ENV,
+    host: e.GATEWAY_HOST,
+    port: e.GATEWAY_PORT,
+    ...(e.GATEWAY_INTERNAL_PORT !== undefined ? { internalPort: e.GATEWAY_INTERNAL_PORT } : {}),
+    logLevel: e.GATEWAY_LOG_LEVEL,
+    trustProxy: e.GATEWAY_TRUST_PROXY,
+    storage:
+      e.GATEWAY_STORAGE === "postgres"
+        ? { driver: "postgres", url: e.GATEWAY_DATABASE_URL! }
+        : { driver: "sqlite", path: e.GATEWAY_SQLITE_PATH },
+    internalToken: e.GATEWAY_INTERNAL_TOKEN,
+    dotva: {
+      ...(e.DOTVA_SHARED_SECRET
+        ? {
+            sharedSecret: {
+              header: e.DOTVA_SHARED_SECRET_HEADER.toLowerCase(),
+              value: e.DOTVA_SHARED_SECRET,
+            },
+          }
+        : {}),
+      ...(e.DOTVA_HMAC_SECRET
+        ? { hmac: { header: e.DOTVA_HMAC_HEADER.toLowerCase(), secret: e.DOTVA_HMAC_SECRET } }
+        : {}),
+      ...(e.DOTVA_IP_ALLOWLIST ? { ipAllowlist: e.DOTVA_IP_ALLOWLIST } : {}),
+    },
+    knot: {
+      baseUrl: e.KNOT_BASE_URL.replace(/\/+$/, ""),
+      clientId: e.KNOT_CLIENT_ID,
+      clientSecret: e.KNOT_CLIENT_SECRET,
+      verifyWebhooks: e.KNOT_WEBHOOK_VERIFY,
+      ...(e.KNOT_IP_ALLOWLIST ? { ipAllowlist: e.KNOT_IP_ALLOWLIST } : {}),
+      jwkTtlMs: e.KNOT_JWK_TTL_SECONDS * 1000,
+    },
+    custody: { address: e.CUSTODY_ADDRESS, tls },
+    sendCard: {
+      deadlineMs: e.SEND_CARD_DEADLINE_MS,
+      attemptTimeoutMs: e.SEND_CARD_ATTEMPT_TIMEOUT_MS,
+      backoffBaseMs: e.SEND_CARD_BACKOFF_BASE_MS,
+      backoffCapMs: e.SEND_CARD_BACKOFF_CAP_MS,
+      leaseMs: e.SEND_CARD_LEASE_MS,
+      pollMs: e.SEND_CARD_POLL_MS,
+      concurrency: e.SEND_CARD_CONCURRENCY,
+    },
+  };
+}
+
+export function helpText(): string {
+  const width = Math.max(...VARIABLES.map((v) => v.name.length));
+  const lines = VARIABLES.map(
+    (v) => `  ${v.name.padEnd(width)}  ${v.help}${v.secret ? ` (or ${v.name}_FILE)` : ""}`,
+  );
+  return `card-custody gateway: Dotva and Knot webhooks, send-card jobs, internal status API.\n\nEnvironment variables:\n${lines.join("\n")}\n`;
+}

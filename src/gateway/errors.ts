@@ -1,0 +1,108 @@
+/**
+ * Every failure the gateway reports over HTTP, one class per kind. Each carries the HTTP status and a
+ * stable `code` for the response body; the message says what the caller must change and never repeats
+ * input, because webhook bodies carry ciphertext and credentials travel in headers.
+ *
+ * Send-card job failures are recorded in storage with the same kind of stable codes (SendCardError).
+ */
+export abstract class GatewayError extends Error {
+  abstract readonly statusCode: number;
+  abstract readonly code: string;
+  override readonly name = this.constructor.name;
+}
+
+/** The body is not JSON, or not the JSON the route accepts. */
+export class InvalidBodyError extends GatewayError {
+  readonly statusCode = 400;
+  readonly code = "INVALID_BODY";
+}
+
+/** A path or query parameter is malformed. */
+export class InvalidParameterError extends GatewayError {
+  readonly statusCode = 400;
+  readonly code = "INVALID_PARAMETER";
+}
+
+/** Content-Type is not application/json. */
+export class UnsupportedMediaTypeError extends GatewayError {
+  readonly statusCode = 415;
+  readonly code = "UNSUPPORTED_MEDIA_TYPE";
+}
+
+/** Body larger than the route allows. */
+export class BodyTooLargeError extends GatewayError {
+  readonly statusCode = 413;
+  readonly code = "BODY_TOO_LARGE";
+}
+
+/** Dotva sender verification (shared secret or HMAC) failed or was missing. */
+export class SenderUnauthenticatedError extends GatewayError {
+  readonly statusCode = 401;
+  readonly code = "SENDER_UNAUTHENTICATED";
+}
+
+/** Knot-Signature missing or not matching. */
+export class KnotSignatureError extends GatewayError {
+  readonly statusCode = 401;
+  readonly code = "KNOT_SIGNATURE_INVALID";
+}
+
+/** The source address is not in the configured allowlist for this route. */
+export class SourceNotAllowedError extends GatewayError {
+  readonly statusCode = 403;
+  readonly code = "SOURCE_NOT_ALLOWED";
+}
+
+/** Internal API call without a valid bearer token. */
+export class InternalUnauthenticatedError extends GatewayError {
+  readonly statusCode = 401;
+  readonly code = "UNAUTHENTICATED";
+}
+
+/** The requested task or card does not exist. */
+export class NotFoundError extends GatewayError {
+  readonly statusCode = 404;
+  readonly code = "NOT_FOUND";
+}
+
+/** No such route. */
+export class RouteNotFoundError extends GatewayError {
+  readonly statusCode = 404;
+  readonly code = "ROUTE_NOT_FOUND";
+}
+
+/** Storage did not commit; the partner should retry (its normal behaviour on a non-200). */
+export class StorageUnavailableError extends GatewayError {
+  readonly statusCode = 503;
+  readonly code = "STORAGE_UNAVAILABLE";
+}
+
+/** Anything unexpected; details go to the log, never to the caller. */
+export class InternalError extends GatewayError {
+  readonly statusCode = 500;
+  readonly code = "INTERNAL_ERROR";
+}
+
+/**
+ * Why a send-card job stopped without Knot's 200. `code` is what GET /v1/tasks shows and what the
+ * operator guide documents; `retryable` decides whether the job tries again inside its deadline.
+ */
+export class SendCardError extends Error {
+  override readonly name = "SendCardError";
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly retryable: boolean,
+    readonly knotStatus?: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface ErrorBody {
+  readonly error: { readonly code: string; readonly message: string };
+}
+
+export function errorBody(error: GatewayError): ErrorBody {
+  return { error: { code: error.code, message: error.message } };
+}

@@ -1,0 +1,111 @@
+/**
+ * Versioned schema migrations, applied in order at start-up. A migration is never edited once
+ * released: changes come as a new version. Each carries the SQL for both drivers so the schemas stay
+ * the same shape.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sqlite: string;
+  readonly postgres: string;
+}
+
+const v1Tables = (t: { bigint: string; serial: string }) => `
+CREATE TABLE dotva_cards (
+  card_uuid TEXT PRIMARY KEY,
+  card_id TEXT NOT NULL,
+  workspace_id TEXT NOT NULL,
+  card_last4 TEXT NOT NULL,
+  card_bin TEXT NOT NULL,
+  key_fingerprint TEXT NOT NULL,
+  secrets_jwe TEXT NOT NULL,
+  event_created_at TEXT NOT NULL,
+  received_at ${t.bigint} NOT NULL,
+  content_digest TEXT NOT NULL
+);
+CREATE INDEX dotva_cards_card_id ON dotva_cards (card_id);
+CREATE TABLE dotva_conflicts (
+  id ${t.serial},
+  card_uuid TEXT NOT NULL,
+  content_digest TEXT NOT NULL,
+  received_at ${t.bigint} NOT NULL
+);
+CREATE INDEX dotva_conflicts_card ON dotva_conflicts (card_uuid);
+CREATE TABLE unknown_events (
+  id ${t.serial},
+  source TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  body TEXT NOT NULL,
+  received_at ${t.bigint} NOT NULL,
+  UNIQUE (source, digest)
+);
+CREATE TABLE knot_events (
+  id ${t.serial},
+  digest TEXT NOT NULL UNIQUE,
+  event TEXT NOT NULL,
+  session_id TEXT,
+  task_id TEXT,
+  external_user_id TEXT,
+  merchant_id TEXT,
+  knot_timestamp ${t.bigint} NOT NULL,
+  received_at ${t.bigint} NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE INDEX knot_events_task ON knot_events (task_id);
+CREATE TABLE knot_tasks (
+  task_id TEXT PRIMARY KEY,
+  session_id TEXT,
+  merchant_id TEXT,
+  merchant_name TEXT,
+  external_user_id TEXT,
+  card_id TEXT,
+  state TEXT NOT NULL,
+  state_timestamp ${t.bigint} NOT NULL,
+  failure_reason TEXT,
+  send_card INTEGER,
+  send_card_note TEXT,
+  updated_at ${t.bigint} NOT NULL
+);
+CREATE TABLE knot_merchants (
+  merchant_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  platform TEXT NOT NULL,
+  merchant_name TEXT,
+  status TEXT NOT NULL,
+  sdk TEXT,
+  status_timestamp ${t.bigint} NOT NULL,
+  updated_at ${t.bigint} NOT NULL,
+  PRIMARY KEY (merchant_id, type, platform)
+);
+CREATE TABLE cardholders (
+  external_user_id TEXT PRIMARY KEY,
+  profile TEXT NOT NULL,
+  updated_at ${t.bigint} NOT NULL
+);
+CREATE TABLE send_jobs (
+  task_id TEXT PRIMARY KEY,
+  knot_card_id TEXT NOT NULL,
+  external_user_id TEXT NOT NULL,
+  received_at ${t.bigint} NOT NULL,
+  deadline_at ${t.bigint} NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  lease_owner TEXT,
+  lease_until ${t.bigint},
+  completed_at ${t.bigint},
+  error_code TEXT,
+  error_message TEXT,
+  knot_status INTEGER
+);
+CREATE INDEX send_jobs_runnable ON send_jobs (state, deadline_at);
+`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "cards, Knot events, tasks, merchants, cardholders, send-card jobs",
+    sqlite: v1Tables({ bigint: "INTEGER", serial: "INTEGER PRIMARY KEY AUTOINCREMENT" }),
+    postgres: v1Tables({ bigint: "BIGINT", serial: "BIGSERIAL PRIMARY KEY" }),
+  },
+];

@@ -1,0 +1,368 @@
+/**
+ * The repository's queries, written once for both drivers. SQL uses `?` placeholders (the PostgreSQL
+ * driver numbers them) and only syntax both engines share: ON CONFLICT upserts, RETURNING.
+ */
+import type {
+  CardView,
+  DotvaCard,
+  DotvaStoreOutcome,
+  JobOutcome,
+  KnotEventRecord,
+  KnotRecordOutcome,
+  MerchantAvailability,
+  SendCardJob,
+  TaskView,
+  UnknownPartnerEvent,
+} from "./repository.js";
+
+export type Row = Record<string, unknown>;
+
+/** One statement runner inside a transaction (or autocommit for reads). */
+export interface SqlRunner {
+  query(sql: string, params?: readonly unknown[]): Promise<Row[]>;
+  execute(sql: string, params?: readonly unknown[]): Promise<number>;
+}
+
+const num = (v: unknown): number => Number(v);
+const optStr = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v));
+const optNum = (v: unknown): number | undefined => (v === null || v === undefined ? undefined : Number(v));
+
+export async function storeDotvaCard(
+  tx: SqlRunner,
+  card: DotvaCard,
+  contentDigest: string,
+): Promise<DotvaStoreOutcome> {
+  const inserted = await tx.execute(
+    `INSERT INTO dotva_cards (card_uuid, card_id, workspace_id, card_last4, card_bin, key_fingerprint,
+       secrets_jwe, event_created_at, received_at, content_digest)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (card_uuid) DO NOTHING`,
+    [
+      card.cardUuid,
+      card.cardId,
+      card.workspaceId,
+      card.cardLast4,
+      card.cardBin,
+      card.keyFingerprint,
+      card.secretsJwe,
+      card.eventCreatedAt,
+      card.receivedAt,
+      contentDigest,
+    ],
+  );
+  if (inserted === 1) return "created";
+  const existing = await tx.query("SELECT content_digest FROM dotva_cards WHERE card_uuid = ?", [
+    card.cardUuid,
+  ]);
+  if (existing[0]?.content_digest === contentDigest) return "duplicate";
+  await tx.execute("INSERT INTO dotva_conflicts (card_uuid, content_digest, received_at) VALUES (?, ?, ?)", [
+    card.cardUuid,
+    contentDigest,
+    card.receivedAt,
+  ]);
+  return "conflict";
+}
+
+export async function recordUnknownEvent(tx: SqlRunner, e: UnknownPartnerEvent): Promise<void> {
+  await tx.execute(
+    `INSERT INTO unknown_events (source, event_type, digest, body, received_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (source, digest) DO NOTHING`,
+    [e.source, e.eventType, e.digest, e.body, e.receivedAt],
+  );
+}
+
+export async function countUnknownEvents(tx: SqlRunner, source: string): Promise<number> {
+  const rows = await tx.query("SELECT COUNT(*) AS n FROM unknown_events WHERE source = ?", [source]);
+  return num(rows[0]?.n ?? 0);
+}
+
+export async function getCard(tx: SqlRunner, cardUuid: string): Promise<CardView | undefined> {
+  const rows = await tx.query(
+    `SELECT c.card_uuid, c.card_id, c.workspace_id, c.card_last4, c.card_bin, c.key_fingerprint,
+       c.event_created_at, c.received_at,
+       (SELECT COUNT(*) FROM dotva_conflicts x WHERE x.card_uuid = c.card_uuid) AS conflicts
+     FROM dotva_cards c WHERE c.card_uuid = ?`,
+    [cardUuid],
+  );
+  const r = rows[0];
+  if (!r) return undefined;
+  return {
+    cardUuid: String(r.card_uuid),
+    cardId: String(r.card_id),
+    workspaceId: String(r.workspace_id),
+    cardLast4: String(r.card_last4),
+    cardBin: String(r.card_bin),
+    keyFingerprint: String(r.key_fingerprint),
+    eventCreatedAt: String(r.event_created_at),
+    receivedAt: num(r.received_at),
+    conflicts: num(r.conflicts),
+  };
+}
+
+export async function findCardForKnot(
+  tx: SqlRunner,
+  knotCardId: string,
+): Promise<Pick<DotvaCard, "cardUuid" | "secretsJwe" | "keyFingerprint"> | undefined> {
+  // Dotva card_id first (what the issuer gave Knot); card_uuid as a fallback for integrations that
+  // registered the uuid. ORDER BY makes the choice deterministic if both ever match.
+  const rows = await tx.query(
+    `SELECT card_uuid, secrets_jwe, key_fingerprint, CASE WHEN card_id = ? THEN 0 ELSE 1 END AS rank
+     FROM dotva_cards WHERE card_id = ? OR card_uuid = ? ORDER BY rank, received_at LIMIT 1`,
+    [knotCardId, knotCardId, knotCardId],
+  );
+  const r = rows[0];
+  if (!r) return undefined;
+  return {
+    cardUuid: String(r.card_uuid),
+    secretsJwe: String(r.secrets_jwe),
+    keyFingerprint: String(r.key_fingerprint),
+  };
+}
+
+const SEND_CARD_FALSE_NOTE =
+  "AUTHENTICATED carried send_card=false (Knot needs no card for this task, e.g. Google Keychain or MassSwitcher); nothing sent";
+
+export async function recordKnotEvent(tx: SqlRunner, e: KnotEventRecord): Promise<KnotRecordOutcome> {
+  const inserted = await tx.execute(
+    `INSERT INTO knot_events (digest, event, session_id, task_id, external_user_id, merchant_id,
+       knot_timestamp, received_at, body)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+    [
+      e.digest,
+      e.event,
+      e.sessionId ?? null,
+      e.taskId ?? null,
+      e.externalUserId ?? null,
+      e.merchantId ?? null,
+      e.timestamp,
+      e.receivedAt,
+      e.body,
+    ],
+  );
+  if (inserted === 0) return "duplicate";
+
+  if (e.taskId !== undefined) {
+    const sendCard = e.sendCard === undefined ? null : e.sendCard.send ? 1 : 0;
+    const note = e.sendCard?.send === false ? SEND_CARD_FALSE_NOTE : null;
+    // Knot may deliver out of order (retries minutes apart): only a newer event moves the state,
+    // while identifying fields are filled in from whichever event has them.
+    await tx.execute(
+      `INSERT INTO knot_tasks (task_id, session_id, merchant_id, merchant_name, external_user_id, card_id,
+         state, state_timestamp, failure_reason, send_card, send_card_note, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (task_id) DO UPDATE SET
+         session_id = COALESCE(knot_tasks.session_id, excluded.session_id),
+         merchant_id = COALESCE(knot_tasks.merchant_id, excluded.merchant_id),
+         merchant_name = COALESCE(knot_tasks.merchant_name, excluded.merchant_name),
+         external_user_id = COALESCE(knot_tasks.external_user_id, excluded.external_user_id),
+         card_id = COALESCE(knot_tasks.card_id, excluded.card_id),
+         state = CASE WHEN excluded.state_timestamp >= knot_tasks.state_timestamp
+                      THEN excluded.state ELSE knot_tasks.state END,
+         failure_reason = CASE WHEN excluded.state_timestamp >= knot_tasks.state_timestamp
+                      THEN excluded.failure_reason ELSE knot_tasks.failure_reason END,
+         state_timestamp = CASE WHEN excluded.state_timestamp >= knot_tasks.state_timestamp
+                      THEN excluded.state_timestamp ELSE knot_tasks.state_timestamp END,
+         send_card = COALESCE(excluded.send_card, knot_tasks.send_card),
+         send_card_note = COALESCE(excluded.send_card_note, knot_tasks.send_card_note),
+         updated_at = excluded.updated_at`,
+      [
+        e.taskId,
+        e.sessionId ?? null,
+        e.merchantId ?? null,
+        e.merchantName ?? null,
+        e.externalUserId ?? null,
+        e.cardId ?? null,
+        e.event,
+        e.timestamp,
+        e.failureReason ?? null,
+        sendCard,
+        note,
+        e.receivedAt,
+      ],
+    );
+    if (e.sendCard?.send === true) {
+      await tx.execute(
+        `INSERT INTO send_jobs (task_id, knot_card_id, external_user_id, received_at, deadline_at, state, attempts)
+         VALUES (?, ?, ?, ?, ?, 'pending', 0) ON CONFLICT (task_id) DO NOTHING`,
+        [e.taskId, e.cardId ?? "", e.externalUserId ?? "", e.receivedAt, e.sendCard.deadlineAt],
+      );
+    }
+  }
+
+  if (e.availability && e.merchantId !== undefined) {
+    const a = e.availability;
+    await tx.execute(
+      `INSERT INTO knot_merchants (merchant_id, type, platform, merchant_name, status, sdk, status_timestamp, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (merchant_id, type, platform) DO UPDATE SET
+         merchant_name = COALESCE(excluded.merchant_name, knot_merchants.merchant_name),
+         status = excluded.status, sdk = excluded.sdk,
+         status_timestamp = excluded.status_timestamp, updated_at = excluded.updated_at
+       WHERE excluded.status_timestamp >= knot_merchants.status_timestamp`,
+      [
+        e.merchantId,
+        a.type,
+        a.platform,
+        e.merchantName ?? null,
+        a.status,
+        a.sdk ?? null,
+        e.timestamp,
+        e.receivedAt,
+      ],
+    );
+  }
+  return "recorded";
+}
+
+export async function getTask(tx: SqlRunner, taskId: string): Promise<TaskView | undefined> {
+  const rows = await tx.query(
+    `SELECT t.*, j.state AS job_state, j.attempts, j.received_at AS job_received_at, j.deadline_at,
+       j.completed_at, j.error_code, j.error_message, j.knot_status
+     FROM knot_tasks t LEFT JOIN send_jobs j ON j.task_id = t.task_id WHERE t.task_id = ?`,
+    [taskId],
+  );
+  const r = rows[0];
+  if (!r) return undefined;
+  const jobState = optStr(r.job_state);
+  return {
+    taskId: String(r.task_id),
+    sessionId: optStr(r.session_id),
+    merchantId: optStr(r.merchant_id),
+    merchantName: optStr(r.merchant_name),
+    externalUserId: optStr(r.external_user_id),
+    cardId: optStr(r.card_id),
+    state: String(r.state),
+    failureReason: optStr(r.failure_reason),
+    sendCard: r.send_card === null || r.send_card === undefined ? undefined : num(r.send_card) === 1,
+    sendCardNote: optStr(r.send_card_note),
+    job:
+      jobState === undefined
+        ? undefined
+        : {
+            state: jobState as NonNullable<TaskView["job"]>["state"],
+            attempts: num(r.attempts),
+            receivedAt: num(r.job_received_at),
+            deadlineAt: num(r.deadline_at),
+            completedAt: optNum(r.completed_at),
+            errorCode: optStr(r.error_code),
+            errorMessage: optStr(r.error_message),
+            knotStatus: optNum(r.knot_status),
+          },
+    updatedAt: num(r.updated_at),
+  };
+}
+
+export async function listMerchants(tx: SqlRunner): Promise<MerchantAvailability[]> {
+  const rows = await tx.query("SELECT * FROM knot_merchants ORDER BY merchant_id, type, platform");
+  return rows.map((r) => ({
+    merchantId: String(r.merchant_id),
+    merchantName: optStr(r.merchant_name),
+    type: String(r.type),
+    platform: String(r.platform),
+    status: String(r.status),
+    sdk: optStr(r.sdk),
+    updatedAt: num(r.updated_at),
+  }));
+}
+
+export async function putCardholder(
+  tx: SqlRunner,
+  externalUserId: string,
+  profile: unknown,
+  now: number,
+): Promise<"created" | "updated"> {
+  const existed = await tx.query("SELECT 1 AS one FROM cardholders WHERE external_user_id = ?", [
+    externalUserId,
+  ]);
+  await tx.execute(
+    `INSERT INTO cardholders (external_user_id, profile, updated_at) VALUES (?, ?, ?)
+     ON CONFLICT (external_user_id) DO UPDATE SET profile = excluded.profile, updated_at = excluded.updated_at`,
+    [externalUserId, JSON.stringify(profile), now],
+  );
+  return existed.length > 0 ? "updated" : "created";
+}
+
+export async function getCardholder(tx: SqlRunner, externalUserId: string): Promise<unknown | undefined> {
+  const rows = await tx.query("SELECT profile FROM cardholders WHERE external_user_id = ?", [externalUserId]);
+  return rows[0] ? JSON.parse(String(rows[0].profile)) : undefined;
+}
+
+function toJob(r: Row): SendCardJob {
+  return {
+    taskId: String(r.task_id),
+    knotCardId: String(r.knot_card_id),
+    externalUserId: String(r.external_user_id),
+    receivedAt: num(r.received_at),
+    deadlineAt: num(r.deadline_at),
+    state: String(r.state) as SendCardJob["state"],
+    attempts: num(r.attempts),
+  };
+}
+
+/** `lockClause` is PostgreSQL's `FOR UPDATE SKIP LOCKED`; SQLite has one writer and needs none. */
+export async function claimJobs(
+  tx: SqlRunner,
+  owner: string,
+  now: number,
+  leaseUntil: number,
+  limit: number,
+  lockClause: string,
+): Promise<SendCardJob[]> {
+  const rows = await tx.query(
+    `UPDATE send_jobs SET state = 'running', lease_owner = ?, lease_until = ?, attempts = attempts + 1
+     WHERE task_id IN (
+       SELECT task_id FROM send_jobs
+       WHERE state IN ('pending', 'running') AND (lease_until IS NULL OR lease_until < ?) AND deadline_at > ?
+       ORDER BY deadline_at LIMIT ? ${lockClause})
+     RETURNING *`,
+    [owner, leaseUntil, now, now, limit],
+  );
+  return rows.map(toJob);
+}
+
+export async function renewLease(
+  tx: SqlRunner,
+  taskId: string,
+  owner: string,
+  leaseUntil: number,
+): Promise<boolean> {
+  const n = await tx.execute(
+    "UPDATE send_jobs SET lease_until = ? WHERE task_id = ? AND lease_owner = ? AND state = 'running'",
+    [leaseUntil, taskId, owner],
+  );
+  return n === 1;
+}
+
+export async function finishJob(
+  tx: SqlRunner,
+  taskId: string,
+  owner: string,
+  o: JobOutcome,
+): Promise<boolean> {
+  const n = await tx.execute(
+    `UPDATE send_jobs SET state = ?, completed_at = ?, error_code = ?, error_message = ?, knot_status = ?,
+       lease_owner = NULL, lease_until = NULL
+     WHERE task_id = ? AND lease_owner = ? AND state = 'running'`,
+    [
+      o.state,
+      o.completedAt,
+      o.errorCode ?? null,
+      o.errorMessage ?? null,
+      o.knotStatus ?? null,
+      taskId,
+      owner,
+    ],
+  );
+  return n === 1;
+}
+
+export async function expireJobs(tx: SqlRunner, now: number): Promise<string[]> {
+  const rows = await tx.query(
+    `UPDATE send_jobs SET state = 'failed', completed_at = ?, error_code = 'DEADLINE_EXCEEDED',
+       error_message = COALESCE(error_message, 'no attempt finished before the deadline'),
+       lease_owner = NULL, lease_until = NULL
+     WHERE state IN ('pending', 'running') AND deadline_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+     RETURNING task_id`,
+    [now, now, now],
+  );
+  return rows.map((r) => String(r.task_id));
+}
