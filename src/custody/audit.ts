@@ -1,0 +1,36 @@
+/**
+ * The operator log and the audit record. One audit line per ReencryptForKnot call, whatever its outcome,
+ * holding only: caller identity, request_id, key fingerprint, recipient thumbprint, card last4, outcome
+ * (OK or the reason code), gRPC status, duration. Nothing else from the request is ever logged: no JWE,
+ * no profile, no fingerprint text that failed to parse, and no error messages from inside the worker.
+ */
+import { type DestinationStream, type Logger, pino } from "pino";
+
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: "custody" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
+}
+
+export interface AuditRecord {
+  readonly caller: string;
+  readonly request_id?: string;
+  readonly key_fingerprint?: string;
+  readonly key_generation?: number;
+  readonly recipient_thumbprint?: string;
+  readonly recipient_basis?: string;
+  readonly card_last4?: string;
+  readonly outcome: string;
+  readonly grpc_status: number;
+  readonly duration_ms: number;
+}
+
+export function audit(logger: Logger, record: AuditRecord): void {
+  logger.info({ audit: "ReencryptForKnot", ...record }, "audit");
+}

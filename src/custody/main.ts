@@ -1,0 +1,39 @@
+/**
+ * `custody` entry point: configuration from the environment, SIGHUP reloads keys, SIGTERM/SIGINT drain
+ * and exit. `--help` lists the configuration variables.
+ */
+
+import { createLogger } from "./audit.js";
+import { ConfigError, configHelp, loadConfig } from "./config.js";
+import { startCustody } from "./server.js";
+
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  process.stdout.write(`${configHelp()}\n`);
+  process.exit(0);
+}
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`custody: configuration error: ${err.message}\n(run with --help for the variables)\n`);
+  process.exit(2);
+}
+
+const logger = createLogger(config.logLevel);
+try {
+  const custody = await startCustody(config, { logger });
+  process.on("SIGHUP", () => {
+    custody.reload().catch(() => undefined);
+  });
+  const stop = (signal: string) => {
+    logger.info({ signal }, "draining in-flight calls");
+    custody.shutdown().then(() => process.exit(0));
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
+} catch (err) {
+  logger.fatal({ reason: err instanceof Error ? err.message : String(err) }, "custody failed to start");
+  process.exit(1);
+}

@@ -1,0 +1,161 @@
+/**
+ * Assembles and runs the custody gRPC server: mTLS listener (or the loudly logged dev plaintext one),
+ * the two services, the worker pool, key reloads and graceful drain. `main.ts` wires it to the process
+ * (signals, environment); tests and the benchmark call `startCustody` directly.
+ */
+import { type FSWatcher, watch } from "node:fs";
+import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { FileKeyStore } from "../keystore/file/file-key-store.js";
+import { loadCustodyProto, loadHealthProto } from "../shared/proto.js";
+import { identityFromCertificate } from "./caller-identity.js";
+import { CallerLimits } from "./caller-limits.js";
+import type { CustodyConfig, KeyStoreConfig } from "./config.js";
+import { HealthState } from "./health.js";
+import { fileKeySource, type KeySource, type ReloadResult } from "./key-source.js";
+import { RecipientPolicy } from "./recipient-policy.js";
+import { Reencryptor } from "./reencryptor.js";
+import { reencryptHandler } from "./service.js";
+import { mutualTlsCredentials } from "./tls.js";
+
+export interface RunningCustody {
+  readonly port: number;
+  readonly health: HealthState;
+  readonly keys: KeySource;
+  /** Reloads the key set; on failure logs why, keeps the previous set and rejects. */
+  reload(): Promise<ReloadResult>;
+  /** Stops accepting calls, lets in-flight ones finish for up to `graceMs`, then closes everything. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+export async function openKeySource(config: KeyStoreConfig): Promise<KeySource> {
+  switch (config.kind) {
+    case "file":
+      return fileKeySource(
+        FileKeyStore.open({
+          dir: config.dir,
+          ...(config.passphraseFile ? { passphraseFile: config.passphraseFile } : {}),
+        }),
+      );
+  }
+}
+
+type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
+
+function callerOf(call: AnyCall) {
+  return identityFromCertificate(call.getAuthContext()?.sslPeerCertificate);
+}
+
+export async function startCustody(
+  config: CustodyConfig,
+  opts: { logger: Logger; keys?: KeySource },
+): Promise<RunningCustody> {
+  const { logger } = opts;
+  const keys = opts.keys ?? (await openKeySource(config.keyStore));
+  const reencryptor = new Reencryptor({ workers: config.workers, maxQueue: config.limits.maxQueue });
+  await reencryptor.warmUp();
+  const health = new HealthState();
+  const server = new Server({
+    "grpc.max_receive_message_length": config.limits.maxMessageBytes,
+    "grpc.max_send_message_length": 1024 * 1024,
+    // Connections are long-lived (the gateway keeps one channel); bound what one client can open at once.
+    "grpc.max_concurrent_streams": config.limits.maxInFlightPerCaller,
+  });
+
+  const skipCallerCheck = config.devPlaintext;
+  const proto = loadCustodyProto();
+  server.addService(proto.custody.v1.CardCustody.service, {
+    ReencryptForKnot: reencryptHandler({
+      keys,
+      reencryptor,
+      policy: new RecipientPolicy(config.recipients),
+      limits: new CallerLimits({
+        ratePerSecond: config.limits.ratePerSecond,
+        burst: config.limits.burst,
+        maxInFlight: config.limits.maxInFlightPerCaller,
+      }),
+      allowed: config.callers.reencrypt,
+      defaultDeadlineMs: config.limits.defaultDeadlineMs,
+      logger,
+      callerOf,
+      skipCallerCheck,
+    }),
+  });
+  server.addService(
+    loadHealthProto().grpc.health.v1.Health.service,
+    health.implementation(config.callers.health, callerOf, skipCallerCheck),
+  );
+
+  let credentials: ServerCredentials;
+  if (config.tls) {
+    credentials = mutualTlsCredentials(config.tls);
+  } else {
+    logger.warn(
+      "DEV MODE: CUSTODY_DEV_PLAINTEXT is set: listening WITHOUT TLS and WITHOUT caller checks. Never in production.",
+    );
+    credentials = ServerCredentials.createInsecure();
+  }
+  const address = `${config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`;
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(address, credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
+  );
+  if (config.recipients.allowAny)
+    logger.warn("DEV MODE: CUSTODY_DEV_ALLOW_ANY_RECIPIENT is set: any recipient key is accepted");
+
+  const reload = async (): Promise<ReloadResult> => {
+    try {
+      const result = await keys.reload();
+      logger.info({ generation: result.generation, keys: result.keys }, "key set reloaded");
+      for (const warning of result.warnings) logger.warn({ warning }, "key set warning");
+      return result;
+    } catch (err) {
+      logger.error(
+        { reason: err instanceof Error ? err.message : String(err) },
+        "key reload failed; keeping the previous key set",
+      );
+      throw err;
+    }
+  };
+
+  let watcher: FSWatcher | undefined;
+  if (config.keyStore.kind === "file" && config.keyStore.watch) {
+    let timer: NodeJS.Timeout | undefined;
+    // Debounced: a rotation writes a key file and then the manifest; reload once both are in place.
+    watcher = watch(config.keyStore.dir, () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => reload().catch(() => undefined), 500);
+    });
+  }
+
+  health.set(true);
+  logger.info(
+    { port, workers: reencryptor.workers, keys: keys.list().length, mtls: config.tls !== undefined },
+    "custody listening",
+  );
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (graceMs = config.shutdownGraceMs) => {
+    stopping ??= (async () => {
+      health.set(false);
+      watcher?.close();
+      health.endWatchers();
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          logger.warn("grace period over; cutting remaining calls");
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await reencryptor.close();
+      await keys.close();
+      logger.info("custody stopped");
+    })();
+    return stopping;
+  };
+
+  return { port, health, keys, reload, shutdown };
+}

@@ -1,0 +1,194 @@
+/**
+ * custody.v1.CardCustody/ReencryptForKnot: the boundary where a request is checked, in this order —
+ * caller allowlist, per-caller limits, request fields (schema), recipient policy, key lookup and state —
+ * before one job goes to the worker pool. Every outcome produces one audit line and, on failure, a
+ * status with a reason code (status-details.ts) and a message that never quotes input.
+ */
+import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { normalizeFingerprint } from "../crypto/fingerprint.js";
+import { parseCompactJwe } from "../crypto/jwe-decrypt.js";
+import { type KnotRecipient, parseKnotJwk } from "../crypto/knot-jwk.js";
+import type { ReencryptForKnotRequest__Output } from "../shared/generated/custody/v1/ReencryptForKnotRequest.js";
+import type { ReencryptForKnotResponse } from "../shared/generated/custody/v1/ReencryptForKnotResponse.js";
+import { type AuditRecord, audit } from "./audit.js";
+import { type CallerIdentity, type IdentityMatcher, isAllowed } from "./caller-identity.js";
+import type { CallerLimits } from "./caller-limits.js";
+import { parseKnotUser } from "./card/knot-user.js";
+import {
+  CallerNotAllowedError,
+  DeadlineExceededError,
+  type GrpcFailure,
+  KeyDisabledError,
+  KeyNotFoundError,
+  OverloadedError,
+  RecipientNotAllowedError,
+  RequestInvalidError,
+  toGrpcFailure,
+} from "./errors.js";
+import type { KeySource } from "./key-source.js";
+import type { RecipientPolicy } from "./recipient-policy.js";
+import type { Reencryptor } from "./reencryptor.js";
+import { failureMetadata } from "./status-details.js";
+
+const REQUEST_ID = /^[A-Za-z0-9._:/-]{1,128}$/;
+const RECIPIENT_CACHE_SIZE = 32;
+
+export interface ServiceDeps {
+  readonly keys: KeySource;
+  readonly reencryptor: Reencryptor;
+  readonly policy: RecipientPolicy;
+  readonly limits: CallerLimits;
+  readonly allowed: readonly IdentityMatcher[];
+  readonly defaultDeadlineMs: number;
+  readonly logger: Logger;
+  /** Resolves the caller from the call's TLS peer; undefined when the transport has none. */
+  readonly callerOf: (call: ServerUnaryCall<unknown, unknown>) => CallerIdentity | undefined;
+  /** Dev plaintext mode: no certificate, so no caller check (logged at start-up). */
+  readonly skipCallerCheck: boolean;
+  readonly clock?: () => Date;
+}
+
+/** Thrown inside the handler to end the call with a failure the audit line records as is. */
+class Refusal extends Error {
+  constructor(readonly failure: GrpcFailure) {
+    super(failure.code);
+  }
+}
+
+function refuse(err: unknown): never {
+  throw new Refusal(toGrpcFailure(err));
+}
+
+export function reencryptHandler(deps: ServiceDeps) {
+  const clock = deps.clock ?? (() => new Date());
+  const recipients = new Map<string, KnotRecipient>();
+
+  const recipientFor = (text: string): KnotRecipient => {
+    let recipient = recipients.get(text);
+    if (!recipient) {
+      recipient = parseKnotJwk(text);
+      if (recipients.size >= RECIPIENT_CACHE_SIZE) recipients.delete(recipients.keys().next().value!);
+      recipients.set(text, recipient);
+    }
+    return recipient;
+  };
+
+  return async (
+    call: ServerUnaryCall<ReencryptForKnotRequest__Output, ReencryptForKnotResponse>,
+    callback: sendUnaryData<ReencryptForKnotResponse>,
+  ): Promise<void> => {
+    const started = performance.now();
+    const identity = deps.skipCallerCheck ? undefined : deps.callerOf(call);
+    const record: { -readonly [K in keyof AuditRecord]: AuditRecord[K] } = {
+      caller: deps.skipCallerCheck ? "(dev plaintext)" : (identity?.display ?? "(none)"),
+      outcome: "OK",
+      grpc_status: status.OK,
+      duration_ms: 0,
+    };
+    let release: (() => void) | undefined;
+    try {
+      if (!deps.skipCallerCheck && (!identity || !isAllowed(identity, deps.allowed))) {
+        refuse(new CallerNotAllowedError("this client certificate may not call ReencryptForKnot"));
+      }
+      release = deps.limits.tryAcquire(record.caller);
+      if (!release)
+        refuse(new OverloadedError("per-caller rate or concurrency limit reached; retry with backoff"));
+
+      const req = call.request;
+      if (req.request_id !== "" && !REQUEST_ID.test(req.request_id)) {
+        refuse(new RequestInvalidError("request_id must be 1-128 characters of A-Z a-z 0-9 . _ : / -"));
+      }
+      if (req.request_id !== "") record.request_id = req.request_id;
+
+      let fingerprint: string;
+      try {
+        fingerprint = normalizeFingerprint(req.key_fingerprint);
+      } catch (err) {
+        refuse(err);
+      }
+      try {
+        parseCompactJwe(req.secrets_jwe);
+      } catch (err) {
+        refuse(err);
+      }
+      let recipient: KnotRecipient;
+      try {
+        recipient = recipientFor(req.knot_jwk);
+      } catch (err) {
+        refuse(err);
+      }
+      record.recipient_thumbprint = recipient.thumbprint;
+      let user: ReturnType<typeof parseKnotUser>;
+      try {
+        user = parseKnotUser(req.user);
+      } catch (err) {
+        refuse(err);
+      }
+
+      const now = clock();
+      const decision = deps.policy.decide(recipient, now);
+      if (!decision.allowed) {
+        refuse(new RecipientNotAllowedError("knot_jwk is neither pinned nor certified by a configured root"));
+      }
+      record.recipient_basis = decision.basis;
+      if (decision.basis === "allow-any") {
+        deps.logger.warn(
+          { recipient_thumbprint: recipient.thumbprint },
+          "DEV MODE: recipient allowed without policy",
+        );
+      }
+
+      // One snapshot for the whole call: a reload from here on does not change the key it uses.
+      const keys = deps.keys.current();
+      const key = keys.lookup(fingerprint);
+      if (!key) refuse(new KeyNotFoundError("no custody key has this fingerprint"));
+      record.key_fingerprint = key.fingerprint;
+      record.key_generation = keys.generation;
+      if (key.state === "disabled") refuse(new KeyDisabledError("the key with this fingerprint is disabled"));
+
+      const deadline = callDeadline(call, deps.defaultDeadlineMs);
+      if (Date.now() > deadline)
+        refuse(new DeadlineExceededError("the deadline passed before custody started"));
+      const result = await deps.reencryptor.run(
+        { secretsJwe: req.secrets_jwe, knotJwk: req.knot_jwk, user, now: now.getTime(), deadline },
+        keys.access(key.fingerprint),
+      );
+      if (!result.ok) {
+        if (result.internalKind)
+          deps.logger.error({ kind: result.internalKind }, "unexpected error in worker");
+        throw new Refusal(result.failure);
+      }
+      record.card_last4 = result.cardLast4;
+      callback(null, {
+        jwe: result.jwe,
+        key_fingerprint: key.fingerprint,
+        recipient_thumbprint: recipient.thumbprint,
+        card_last4: result.cardLast4,
+      });
+    } catch (err) {
+      if (!(err instanceof Refusal)) {
+        // Only the class name: messages of unexpected errors may quote input.
+        deps.logger.error(
+          { kind: err instanceof Error ? err.name : typeof err },
+          "unexpected error in handler",
+        );
+      }
+      const failure = err instanceof Refusal ? err.failure : toGrpcFailure(err);
+      record.outcome = failure.code;
+      record.grpc_status = failure.grpcStatus;
+      callback({ code: failure.grpcStatus, details: failure.message, metadata: failureMetadata(failure) });
+    } finally {
+      release?.();
+      record.duration_ms = Math.round((performance.now() - started) * 1000) / 1000;
+      if (call.cancelled && record.outcome === "OK") record.outcome = "CANCELLED";
+      audit(deps.logger, record);
+    }
+  };
+}
+
+function callDeadline(call: ServerUnaryCall<unknown, unknown>, defaultMs: number): number {
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(ms) ? ms : Date.now() + defaultMs;
+}

@@ -1,0 +1,58 @@
+/**
+ * The key stores the custody service suite runs against: one suite, parametrized over this list. Each
+ * factory makes an empty store in a fresh directory; keys added become visible at the next reload, as
+ * for an operator adding a key and sending SIGHUP. The PKCS#11 store adds its entry here.
+ */
+import type { KeyObject } from "node:crypto";
+import { createPublicKey } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fingerprintForms } from "../../src/crypto/fingerprint.js";
+import { fileKeySource, type KeySource } from "../../src/custody/key-source.js";
+import { FileKeyStore } from "../../src/keystore/file/file-key-store.js";
+import { readManifest, writeManifest } from "../../src/keystore/file/manifest.js";
+import type { KeyState } from "../../src/keystore/key-store.js";
+
+export interface TestKeyStore {
+  readonly source: KeySource;
+  /** Adds a private key with a state; visible after `source.reload()`. */
+  add(name: string, privateKey: KeyObject, state: KeyState): void;
+  setState(privateKey: KeyObject, state: KeyState): void;
+}
+
+export interface StoreFactory {
+  readonly name: string;
+  /** `initial` keys are present when the store opens. */
+  create(
+    dir: string,
+    initial: { name: string; privateKey: KeyObject; state: KeyState }[],
+  ): Promise<TestKeyStore>;
+}
+
+const fileStore: StoreFactory = {
+  name: "file",
+  async create(dir, initial) {
+    const add = (name: string, privateKey: KeyObject, state: KeyState) => {
+      writeFileSync(join(dir, `${name}.pem`), privateKey.export({ type: "pkcs8", format: "pem" }), {
+        mode: 0o600,
+      });
+      const manifest = readManifest(dir);
+      manifest.keys[fingerprintForms(createPublicKey(privateKey)).canonical] = { state, file: `${name}.pem` };
+      writeManifest(dir, manifest);
+    };
+    for (const key of initial) add(key.name, key.privateKey, key.state);
+    const store = FileKeyStore.open({ dir });
+    return {
+      source: fileKeySource(store),
+      add,
+      setState(privateKey, state) {
+        const manifest = readManifest(dir);
+        const fp = fingerprintForms(createPublicKey(privateKey)).canonical;
+        manifest.keys[fp] = { ...manifest.keys[fp], state };
+        writeManifest(dir, manifest);
+      },
+    };
+  },
+};
+
+export const STORE_FACTORIES: StoreFactory[] = [fileStore];
