@@ -125,7 +125,7 @@ function percentEncode(bytes: Buffer, everyByte: boolean): string {
     out +=
       !everyByte && /[A-Za-z0-9\-._~:[\]@!$'()*+,=&]/.test(ch)
         ? ch
-        : `%${byte.toString(16).padStart(2, "0")}`;
+        : `%${byte.toString(16).padStart(2, "0").toUpperCase()}`;
   }
   return out;
 }
