@@ -1,0 +1,392 @@
+/**
+ * The PKCS#11 key store: RSA-OAEP-256 unwrap with keys that never leave the token.
+ *
+ * Availability model. The store is either up or down. A token failure (session handle invalid, device
+ * removed, token gone, an operation past its deadline, a failed background check) takes it down: the
+ * health listeners hear it at once, calls fail fast with KeyStoreUnavailableError, and a recovery loop
+ * re-initialises the library, re-opens and logs in the sessions and finds the keys again (their object
+ * handles change) until the token answers. A call that hit the failure itself waits for one recovery
+ * attempt and retries once, so a token blip (sessions closed under us) costs latency, not errors.
+ *
+ * Decryption failures stay uniform (DESIGN invariant 2): bad ciphertext is JweDecryptError whichever
+ * step noticed it. Token errors are UNAVAILABLE only when the token really is unhealthy, so a token
+ * that reports bad OAEP padding with an odd return code does not become a padding oracle.
+ */
+import { type Logger, pino } from "pino";
+import { JweDecryptError } from "../../crypto/errors.js";
+import type { CanonicalFingerprint } from "../../crypto/fingerprint.js";
+import { KeyStoreUnavailableError } from "../../custody/errors.js";
+import { readManifest } from "../file/manifest.js";
+import { KeyIndex } from "../key-index.js";
+import type { KeyInfo, KeyStore } from "../key-store.js";
+import type { KeyMechanism, Pkcs11StoreConfig } from "./config.js";
+import { type DiscoveredKey, discoverKeys } from "./discovery.js";
+import { finishOaep, probeMechanism, tokenDecrypt } from "./mechanism.js";
+import {
+  acquireModule,
+  findSlot,
+  isPkcs11Error,
+  login,
+  type PKCS11,
+  pkcs11js,
+  readAttributes,
+  reinitializeModule,
+  releaseModule,
+  tokenLabel,
+} from "./module.js";
+import { readPin } from "./pin.js";
+import { type PooledSession, SessionPool } from "./session-pool.js";
+import { formatKeyUri } from "./uri.js";
+
+export interface TokenKeyInfo extends KeyInfo {
+  /** How this key decrypts: the token's OAEP, or raw RSA in the token plus OAEP decoding here. */
+  readonly mechanism: KeyMechanism;
+  readonly id: Buffer;
+}
+
+interface TokenKey {
+  readonly info: TokenKeyInfo;
+  readonly key: DiscoveredKey;
+}
+
+interface KeySet {
+  readonly index: KeyIndex<TokenKeyInfo>;
+  readonly byFingerprint: ReadonlyMap<string, TokenKey>;
+}
+
+/** Return values that can only mean the session, login or token is gone, never the ciphertext. */
+const TOKEN_GONE = [
+  "CKR_SESSION_HANDLE_INVALID",
+  "CKR_SESSION_CLOSED",
+  "CKR_DEVICE_REMOVED",
+  "CKR_DEVICE_ERROR",
+  "CKR_TOKEN_NOT_PRESENT",
+  "CKR_TOKEN_NOT_RECOGNIZED",
+  "CKR_USER_NOT_LOGGED_IN",
+  "CKR_KEY_HANDLE_INVALID",
+  "CKR_OBJECT_HANDLE_INVALID",
+  "CKR_CRYPTOKI_NOT_INITIALIZED",
+  "CKR_SLOT_ID_INVALID",
+];
+
+class TokenFailure extends Error {
+  override readonly name = "TokenFailure";
+}
+
+class OperationTimeout extends Error {
+  override readonly name = "OperationTimeout";
+}
+
+const UNAVAILABLE = "the key store (PKCS#11 token) is unavailable; retry later";
+const unavailable = () => new KeyStoreUnavailableError(UNAVAILABLE);
+
+function errorName(err: unknown): string {
+  if (err instanceof Error && (err.name === "Pkcs11Error" || err.name === "NativeError")) return err.message;
+  return err instanceof Error ? err.name : "unknown";
+}
+
+export class Pkcs11KeyStore implements KeyStore {
+  private readonly pool = new SessionPool(unavailable);
+  private keys: KeySet = { index: new KeyIndex([]), byFingerprint: new Map() };
+  private mechanisms = new Map<string, KeyMechanism>();
+  private up = false;
+  private closed = false;
+  private recovering: Promise<boolean> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private retryDelayMs = 0;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly listeners = new Set<(healthy: boolean) => void>();
+  private slot: Buffer | undefined;
+  private label = "";
+
+  private constructor(
+    private readonly config: Pkcs11StoreConfig,
+    private readonly lib: PKCS11,
+    private readonly log: Logger,
+  ) {}
+
+  /** Throws when the token, the PIN or the keys are not usable: the service must not start without keys. */
+  static async open(
+    config: Pkcs11StoreConfig,
+    log: Logger = pino({ level: "silent" }),
+  ): Promise<Pkcs11KeyStore> {
+    const lib = acquireModule(config.modulePath);
+    const store = new Pkcs11KeyStore(config, lib, log.child({ keystore: "pkcs11" }));
+    try {
+      await store.connect(false);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    store.setUp(true);
+    store.scheduleHealthCheck();
+    return store;
+  }
+
+  lookup(fingerprint: string): TokenKeyInfo | undefined {
+    return this.keys.index.lookup(fingerprint);
+  }
+
+  list(): readonly TokenKeyInfo[] {
+    return this.keys.index.list();
+  }
+
+  /** True while the token answers; the custody health service reports NOT_SERVING otherwise. */
+  healthy(): boolean {
+    return this.up;
+  }
+
+  /** Called with the new state on every change; returns the unsubscribe function. */
+  onHealthChange(listener: (healthy: boolean) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Rotation: reads the manifest and the token's keys again; on failure keeps the current set. */
+  async reload(): Promise<readonly TokenKeyInfo[]> {
+    const session = await this.pool.acquire(this.config.operationTimeoutMs);
+    try {
+      this.keys = await this.buildKeySet(session.handle);
+    } finally {
+      this.pool.release(session);
+    }
+    return this.list();
+  }
+
+  async unwrap(fingerprint: CanonicalFingerprint, encryptedKey: Uint8Array): Promise<Buffer> {
+    const input = Buffer.from(encryptedKey.buffer, encryptedKey.byteOffset, encryptedKey.length);
+    for (let attempt = 0; ; attempt++) {
+      if (!this.up) throw unavailable();
+      const entry = this.keys.byFingerprint.get(fingerprint);
+      if (entry === undefined) throw new JweDecryptError();
+      // Public facts about the ciphertext: the raw operation needs c < n, and a token may report
+      // c >= n with a generic error that would otherwise look like a token failure.
+      if (input.length !== entry.key.modulusBytes || Buffer.compare(input, entry.key.modulus) >= 0) {
+        throw new JweDecryptError();
+      }
+      try {
+        return await this.decrypt(entry, input);
+      } catch (err) {
+        if (!(err instanceof TokenFailure)) throw err;
+        this.markDown(err.message);
+        if (attempt > 0 || !(await this.recoverNow())) throw unavailable();
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.healthTimer);
+    this.pool.invalidate();
+    await this.settleInFlight(this.config.operationTimeoutMs);
+    if (this.slot !== undefined) {
+      try {
+        this.lib.C_CloseAllSessions(this.slot);
+      } catch {
+        // The token may already be gone; closing is best effort.
+      }
+    }
+    this.setUp(false);
+    releaseModule(this.config.modulePath);
+  }
+
+  private async decrypt(entry: TokenKey, input: Buffer): Promise<Buffer> {
+    let session: PooledSession;
+    try {
+      session = await this.pool.acquire(this.config.operationTimeoutMs);
+    } catch {
+      throw new TokenFailure("no session became free before the operation timeout");
+    }
+    const { mechanism, fingerprint } = entry.info;
+    let output: Buffer;
+    try {
+      output = await this.withDeadline(tokenDecrypt(this.lib, session.handle, entry.key, mechanism, input));
+    } catch (err) {
+      this.pool.release(session);
+      if (err instanceof OperationTimeout) throw new TokenFailure("a token operation passed its deadline");
+      if (isPkcs11Error(err, ...TOKEN_GONE)) throw new TokenFailure(errorName(err));
+      // Anything else is either the ciphertext or a sick token; a check of the token decides which,
+      // so the answer depends on the token's health and not on the ciphertext's padding.
+      if (!this.tokenAnswers(session, entry)) throw new TokenFailure(errorName(err));
+      if (mechanism === "rsa-pkcs-oaep") throw new JweDecryptError();
+      this.log.warn({ fingerprint, error: errorName(err) }, "raw RSA operation failed on a healthy token");
+      throw unavailable();
+    }
+    this.pool.release(session);
+    return finishOaep(output, mechanism, entry.key.modulusBytes);
+  }
+
+  /**
+   * Races a native operation against the configured deadline. The operation itself cannot be
+   * cancelled; it stays in `inFlight` so that re-initialisation waits for it.
+   */
+  private withDeadline<T>(operation: Promise<T>): Promise<T> {
+    const tracked = operation.finally(() => this.inFlight.delete(tracked));
+    this.inFlight.add(tracked);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new OperationTimeout()), this.config.operationTimeoutMs);
+    });
+    return Promise.race([tracked, deadline]).finally(() => clearTimeout(timer));
+  }
+
+  private async settleInFlight(timeoutMs: number): Promise<boolean> {
+    if (this.inFlight.size === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const settled = Promise.allSettled([...this.inFlight]).then(() => true);
+    const done = await Promise.race([settled, timeout]);
+    clearTimeout(timer);
+    return done;
+  }
+
+  /** Cheap synchronous check that the session, the login and the key object are still there. */
+  private tokenAnswers(session: PooledSession, entry: TokenKey): boolean {
+    try {
+      this.lib.C_GetSessionInfo(session.handle);
+      const [modulus] = readAttributes(this.lib, session.handle, entry.key.handle, [pkcs11js.CKA_MODULUS]);
+      return modulus?.subarray(modulus.length - entry.key.modulusBytes).equals(entry.key.modulus) === true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * (Re)builds everything from the library up. `reinitialize` runs C_Finalize/C_Initialize first,
+   * which SoftHSM2 needs to see a token directory that went away and came back.
+   */
+  private async connect(reinitialize: boolean): Promise<void> {
+    this.pool.invalidate();
+    if (reinitialize) {
+      if (!(await this.settleInFlight(this.config.operationTimeoutMs))) {
+        throw new Error("token operations still running; re-initialisation postponed");
+      }
+      reinitializeModule(this.lib);
+    } else if (this.slot !== undefined) {
+      this.lib.C_CloseAllSessions(this.slot);
+    }
+    const slot = findSlot(this.lib, this.config.token);
+    if (slot === undefined) throw new Error("no present token matches the configured label, serial or slot");
+    this.slot = slot;
+    this.label = tokenLabel(this.lib, slot);
+    const sessions: Buffer[] = [];
+    for (let i = 0; i < this.config.sessions; i++) {
+      sessions.push(this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION));
+    }
+    login(this.lib, sessions[0]!, readPin(this.config.pin));
+    this.keys = await this.buildKeySet(sessions[0]!);
+    this.pool.reset(sessions);
+  }
+
+  private async buildKeySet(session: Buffer): Promise<KeySet> {
+    const { keys, skipped } = discoverKeys(this.lib, session, this.config.keys);
+    for (const key of skipped) this.log.warn({ key }, "private key without a public twin skipped");
+    if (keys.length === 0) throw new Error("the token holds no usable RSA key pair for this configuration");
+    const manifest =
+      this.config.manifestDir === undefined ? undefined : readManifest(this.config.manifestDir);
+    const entries: TokenKey[] = [];
+    for (const key of keys) {
+      const fingerprint = key.forms.canonical;
+      let mechanism = this.mechanisms.get(fingerprint);
+      if (mechanism === undefined) {
+        const probe = await probeMechanism(this.lib, session, key, this.config.mechanism);
+        mechanism = probe.mechanism;
+        this.mechanisms.set(fingerprint, mechanism);
+        this.log.info(
+          { fingerprint, label: key.label, mechanism, oaepRefused: probe.oaepRefused },
+          mechanism === "rsa-pkcs-oaep"
+            ? "token key uses CKM_RSA_PKCS_OAEP (SHA-256) in the token"
+            : "token key uses CKM_RSA_X_509 in the token with OAEP-SHA-256 decoded in process",
+        );
+      }
+      const state = manifest?.keys[fingerprint];
+      entries.push({
+        key,
+        info: {
+          fingerprint,
+          aliases: key.forms.aliases,
+          state: state?.state ?? "active",
+          modulusBits: key.modulusBits,
+          spki: key.spki,
+          label: key.label,
+          source: formatKeyUri(this.label, key.label, key.id),
+          ...(state?.created === undefined ? {} : { createdAt: new Date(state.created) }),
+          mechanism,
+          id: key.id,
+        },
+      });
+    }
+    return {
+      index: new KeyIndex(entries.map((e) => e.info)),
+      byFingerprint: new Map(entries.map((e) => [e.info.fingerprint, e])),
+    };
+  }
+
+  private setUp(up: boolean): void {
+    if (this.up === up) return;
+    this.up = up;
+    for (const listener of this.listeners) listener(up);
+  }
+
+  private markDown(reason: string): void {
+    if (this.closed || !this.up) return;
+    this.log.error({ reason }, "PKCS#11 token unavailable; calls fail with UNAVAILABLE until it recovers");
+    this.setUp(false);
+    this.retryDelayMs = 0;
+  }
+
+  /** One recovery attempt, shared by everyone who asks while it runs. */
+  private recoverNow(): Promise<boolean> {
+    this.recovering ??= this.attemptRecovery().finally(() => {
+      this.recovering = undefined;
+    });
+    return this.recovering;
+  }
+
+  private async attemptRecovery(): Promise<boolean> {
+    if (this.closed) return false;
+    clearTimeout(this.retryTimer);
+    try {
+      await this.connect(true);
+    } catch (err) {
+      if (this.closed) return false;
+      this.retryDelayMs = Math.min(Math.max(this.retryDelayMs * 2, 100), this.config.healthCheckIntervalMs);
+      this.log.warn({ error: errorName(err), retryInMs: this.retryDelayMs }, "PKCS#11 token recovery failed");
+      this.retryTimer = setTimeout(() => void this.recoverNow(), this.retryDelayMs);
+      this.retryTimer.unref();
+      return false;
+    }
+    if (this.closed) return false;
+    this.log.info({ keys: this.list().length }, "PKCS#11 token recovered");
+    this.setUp(true);
+    return true;
+  }
+
+  private scheduleHealthCheck(): void {
+    this.healthTimer = setTimeout(() => {
+      if (this.closed) return;
+      if (this.up) this.checkHealth();
+      else void this.recoverNow();
+      this.scheduleHealthCheck();
+    }, this.config.healthCheckIntervalMs);
+    this.healthTimer.unref();
+  }
+
+  private checkHealth(): void {
+    // A busy store learns about failures from its calls; only an idle session is used for the check.
+    const session = this.pool.tryAcquire();
+    if (session === undefined) return;
+    const entry = this.keys.byFingerprint.values().next().value;
+    const answers = entry !== undefined && this.tokenAnswers(session, entry);
+    this.pool.release(session);
+    if (!answers) {
+      this.markDown("background check: the token no longer answers");
+      void this.recoverNow();
+    }
+  }
+}

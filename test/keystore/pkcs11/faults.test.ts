@@ -1,0 +1,135 @@
+/**
+ * Token faults under the PKCS#11 store, on a real SoftHSM2 token: sessions closed under a running
+ * load, and the token directory moved away and back. Calls fail only with KeyStoreUnavailableError
+ * (gRPC UNAVAILABLE), never hang, the health signal follows the token, and the store recovers by itself.
+ */
+
+import { execFileSync } from "node:child_process";
+import { constants, createPublicKey, publicEncrypt } from "node:crypto";
+import pkcs11js from "pkcs11js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CanonicalFingerprint } from "../../../src/crypto/fingerprint.js";
+import { KeyStoreUnavailableError } from "../../../src/custody/errors.js";
+import { parsePkcs11Config } from "../../../src/keystore/pkcs11/config.js";
+import { Pkcs11KeyStore } from "../../../src/keystore/pkcs11/pkcs11-key-store.js";
+import { createTestToken, SOFTHSM_MODULE } from "./softhsm.js";
+
+const token = createTestToken("custody-faults");
+let store: Pkcs11KeyStore;
+let fingerprint: CanonicalFingerprint;
+let ciphertext: Buffer;
+const CEK = Buffer.alloc(32, 0x5a);
+const health: boolean[] = [];
+
+beforeAll(async () => {
+  token.generateWithPkcs11Tool("dotva-faults", "0a");
+  store = await Pkcs11KeyStore.open(
+    parsePkcs11Config(token.config({ sessions: 2, operationTimeoutMs: 2_000, healthCheckIntervalMs: 100 })),
+  );
+  store.onHealthChange((up) => health.push(up));
+  const key = store.list()[0]!;
+  fingerprint = key.fingerprint;
+  ciphertext = publicEncrypt(
+    {
+      key: createPublicKey({ key: key.spki, format: "der", type: "spki" }),
+      padding: constants.RSA_PKCS1_OAEP_PADDING,
+      oaepHash: "sha256",
+    },
+    CEK,
+  );
+});
+
+afterAll(async () => {
+  await store?.close();
+  token.remove();
+});
+
+type Outcome = "ok" | "unavailable" | "other";
+async function call(): Promise<Outcome> {
+  try {
+    return (await store.unwrap(fingerprint, ciphertext)).equals(CEK) ? "ok" : "other";
+  } catch (err) {
+    return err instanceof KeyStoreUnavailableError ? "unavailable" : "other";
+  }
+}
+
+async function waitFor(condition: () => boolean, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("PKCS#11 store faults", () => {
+  it("survives its sessions being closed by another handle in the middle of a load", async () => {
+    health.length = 0;
+    // A second handle on the same library, as another part of the process would have: closing all
+    // sessions there closes the store's too (PKCS#11 state is per process, not per handle).
+    const other = new pkcs11js.PKCS11();
+    other.load(SOFTHSM_MODULE);
+    expect(() => other.C_Initialize()).toThrow(/CKR_CRYPTOKI_ALREADY_INITIALIZED/);
+    const slot = other.C_GetSlotList(true).find((s) => other.C_GetTokenInfo(s).label.trim() === token.label)!;
+
+    const outcomes: Outcome[] = [];
+    let closed = false;
+    const worker = async () => {
+      for (let i = 0; i < 15; i++) {
+        if (i === 5 && !closed) {
+          closed = true;
+          other.C_CloseAllSessions(slot);
+        }
+        outcomes.push(await call());
+      }
+    };
+    const started = Date.now();
+    await Promise.all([worker(), worker(), worker()]);
+    expect(Date.now() - started).toBeLessThan(10_000);
+
+    expect(outcomes).toHaveLength(45);
+    expect(outcomes.filter((o) => o === "other")).toEqual([]);
+    // The failure was seen (health went down) and repaired (up again) without a caller noticing more
+    // than UNAVAILABLE; with one retry after recovery, they normally notice nothing.
+    expect(health).toEqual([false, true]);
+    expect(outcomes.filter((o) => o === "ok").length).toBeGreaterThanOrEqual(40);
+    expect(await call()).toBe("ok");
+  });
+
+  it("answers UNAVAILABLE while the token directory is gone and recovers once it is back", async () => {
+    health.length = 0;
+    token.hide();
+    try {
+      // The token really is unreachable: an independent tool in its own process cannot even
+      // initialise the library (SoftHSM2 needs its token directory).
+      expect(() =>
+        execFileSync("pkcs11-tool", ["--module", SOFTHSM_MODULE, "--list-slots"], { stdio: "pipe" }),
+      ).toThrow(/C_Initialize/);
+
+      const started = Date.now();
+      const whileGone = await Promise.all([call(), call(), call()]);
+      expect(whileGone).toEqual(["unavailable", "unavailable", "unavailable"]);
+      await waitFor(() => !store.healthy(), 2_000);
+      expect(await call()).toBe("unavailable");
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      token.restore();
+    }
+    await waitFor(() => store.healthy(), 5_000);
+    expect(await call()).toBe("ok");
+    expect(health[0]).toBe(false);
+    expect(health.at(-1)).toBe(true);
+  });
+
+  it("reports unhealthy with no traffic at all, from its background check", async () => {
+    health.length = 0;
+    token.hide();
+    try {
+      await waitFor(() => !store.healthy(), 2_000);
+    } finally {
+      token.restore();
+    }
+    await waitFor(() => store.healthy(), 5_000);
+    expect(health).toEqual([false, true]);
+    expect(await call()).toBe("ok");
+  });
+});

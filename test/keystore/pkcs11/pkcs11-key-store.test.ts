@@ -1,0 +1,202 @@
+/**
+ * The PKCS#11 store on a real SoftHSM2 token: a key generated in the token by OpenSC's pkcs11-tool
+ * (non-extractable, sensitive) decrypts a JWE made by jose; a key imported from PEM answers to the
+ * same fingerprint as its file twin; SoftHSM2 2.6's refusal of OAEP-SHA-256 leads to the raw RSA path,
+ * logged per key, and every Wycheproof OAEP-SHA-256 case goes through that path.
+ */
+import {
+  constants,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  publicEncrypt,
+} from "node:crypto";
+import { Writable } from "node:stream";
+import { CompactEncrypt } from "jose";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { JweDecryptError } from "../../../src/crypto/errors.js";
+import {
+  type CanonicalFingerprint,
+  fingerprintForms,
+  spkiFingerprint,
+} from "../../../src/crypto/fingerprint.js";
+import { decryptJwe, parseCompactJwe } from "../../../src/crypto/jwe-decrypt.js";
+import { configFromUris, parsePkcs11Config } from "../../../src/keystore/pkcs11/config.js";
+import { MechanismError } from "../../../src/keystore/pkcs11/mechanism.js";
+import { Pkcs11KeyStore } from "../../../src/keystore/pkcs11/pkcs11-key-store.js";
+import {
+  importIntoToken,
+  listTokenKeys,
+  privateKeyFlags,
+  withTokenSession,
+} from "../../../src/keystore/pkcs11/token-admin.js";
+import { readWycheproof } from "../../support/wycheproof.js";
+import { createTestToken, SOFTHSM_MODULE } from "./softhsm.js";
+
+interface OaepCase {
+  tcId: number;
+  msg: string;
+  ct: string;
+  label: string;
+  result: "valid" | "invalid" | "acceptable";
+}
+const wycheproof = readWycheproof<{ testGroups: { privateKeyPem: string; tests: OaepCase[] }[] }>(
+  "rsa_oaep_2048_sha256_mgf1sha256_test.json",
+);
+const wycheproofKey = createPrivateKey(wycheproof.testGroups[0]!.privateKeyPem);
+
+const token = createTestToken();
+const fileTwin = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const logLines: Record<string, unknown>[] = [];
+const log = pino(
+  { level: "info" },
+  new Writable({
+    write(chunk, _enc, done) {
+      logLines.push(JSON.parse(chunk.toString()));
+      done();
+    },
+  }),
+);
+let store: Pkcs11KeyStore;
+
+beforeAll(async () => {
+  token.generateWithPkcs11Tool("dotva-hsm", "01");
+  await withTokenSession(parsePkcs11Config(token.config()), (admin) => {
+    importIntoToken(
+      admin,
+      "dotva-migrated",
+      Buffer.from("02", "hex"),
+      fileTwin.privateKey.export({ type: "pkcs8", format: "pem" }),
+    );
+    importIntoToken(admin, "wycheproof", Buffer.from("03", "hex"), wycheproof.testGroups[0]!.privateKeyPem);
+  });
+  store = await Pkcs11KeyStore.open(parsePkcs11Config(token.config()), log);
+});
+
+afterAll(async () => {
+  await store?.close();
+  token.remove();
+});
+
+const byLabel = (label: string) => store.list().find((k) => k.label === label)!;
+
+async function jweTo(spki: Buffer, plaintext: string): Promise<string> {
+  return new CompactEncrypt(new TextEncoder().encode(plaintext))
+    .setProtectedHeader({ alg: "RSA-OAEP-256", enc: "A256GCM" })
+    .encrypt(createPublicKey({ key: spki, format: "der", type: "spki" }));
+}
+
+describe("Pkcs11KeyStore on SoftHSM2", () => {
+  it("finds every key pair, falls back to CKM_RSA_X_509 where OAEP-SHA-256 is refused, and logs the path per key", () => {
+    expect(
+      store
+        .list()
+        .map((k) => k.label)
+        .sort(),
+    ).toEqual(["dotva-hsm", "dotva-migrated", "wycheproof"]);
+    expect(store.healthy()).toBe(true);
+    for (const key of store.list()) {
+      expect(key.mechanism).toBe("rsa-x509");
+      expect(key.source).toMatch(/^pkcs11:token=custody-test;object=[a-z-]+;id=%0[123];type=private$/);
+      const line = logLines.find((l) => l.fingerprint === key.fingerprint);
+      expect(line?.mechanism).toBe("rsa-x509");
+      expect(line?.oaepRefused).toBe("CKR_ARGUMENTS_BAD");
+    }
+  });
+
+  it("decrypts a jose JWE with a key generated non-extractable and sensitive inside the token", async () => {
+    const key = byLabel("dotva-hsm");
+    const flags = await withTokenSession(parsePkcs11Config(token.config()), (admin) => {
+      const inToken = listTokenKeys(admin).find((k) => k.label === "dotva-hsm")!;
+      expect(() =>
+        admin.lib.C_GetAttributeValue(admin.session, inToken.handle, [
+          { type: 0x123 /* CKA_PRIVATE_EXPONENT */ },
+        ]),
+      ).toThrow(/CKR_ATTRIBUTE_SENSITIVE/);
+      return privateKeyFlags(admin, inToken);
+    });
+    expect(flags).toEqual({ sensitive: true, extractable: false });
+
+    const jwe = parseCompactJwe(await jweTo(key.spki, '{"pan":"4111111111111111"}'));
+    const plaintext = await decryptJwe(jwe, (ek) => store.unwrap(key.fingerprint, ek));
+    expect(plaintext.toString()).toBe('{"pan":"4111111111111111"}');
+  });
+
+  it("gives a key imported from PEM the fingerprint of its file twin, under every alias", async () => {
+    const key = byLabel("dotva-migrated");
+    const twin = fingerprintForms(fileTwin.publicKey);
+    expect(key.fingerprint).toBe(twin.canonical);
+    expect(key.fingerprint).toBe(spkiFingerprint(fileTwin.publicKey.export({ type: "spki", format: "der" })));
+    for (const alias of twin.aliases) expect(store.lookup(alias)?.label).toBe("dotva-migrated");
+    const jwe = parseCompactJwe(await jweTo(key.spki, "migrated"));
+    expect((await decryptJwe(jwe, (ek) => store.unwrap(key.fingerprint, ek))).toString()).toBe("migrated");
+  });
+
+  it("runs every Wycheproof OAEP-SHA-256 case through the token's raw RSA and the in-process decode", async () => {
+    const key = byLabel("wycheproof");
+    expect(key.fingerprint).toBe(fingerprintForms(createPublicKey(wycheproofKey)).canonical);
+    const cases = wycheproof.testGroups[0]!.tests;
+    expect(cases).toHaveLength(37);
+    let decrypted = 0;
+    for (const test of cases) {
+      const result = store.unwrap(key.fingerprint, Buffer.from(test.ct, "hex"));
+      if (test.result === "valid" && test.label === "") {
+        expect((await result).toString("hex"), `tc${test.tcId}`).toBe(test.msg);
+        decrypted++;
+      } else {
+        // Invalid, or valid only under a label JWE never uses: both must fail, with the one error.
+        await expect(result, `tc${test.tcId}`).rejects.toBeInstanceOf(JweDecryptError);
+      }
+    }
+    expect(decrypted).toBe(10);
+    expect(store.healthy()).toBe(true);
+  });
+
+  it("rejects an unknown fingerprint and a ciphertext of the wrong size with the same decrypt error", async () => {
+    const key = byLabel("dotva-hsm");
+    const ct = publicEncrypt(
+      {
+        key: createPublicKey({ key: key.spki, format: "der", type: "spki" }),
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash: "sha256",
+      },
+      Buffer.alloc(32, 1),
+    );
+    await expect(store.unwrap(`sha256:${"0".repeat(64)}` as CanonicalFingerprint, ct)).rejects.toBeInstanceOf(
+      JweDecryptError,
+    );
+    await expect(store.unwrap(key.fingerprint, ct.subarray(1))).rejects.toBeInstanceOf(JweDecryptError);
+    await expect(store.unwrap(key.fingerprint, Buffer.alloc(256, 0xff))).rejects.toBeInstanceOf(
+      JweDecryptError,
+    );
+    expect((await store.unwrap(key.fingerprint, ct)).equals(Buffer.alloc(32, 1))).toBe(true);
+  });
+
+  it("opens from an RFC 7512 URI naming one key, and refuses a pinned mechanism the token lacks", async () => {
+    const uri = `pkcs11:token=${token.label};object=dotva-hsm;type=private?module-path=${SOFTHSM_MODULE}&pin-source=file:${token.pinFile}`;
+    const one = await Pkcs11KeyStore.open(configFromUris([uri], { sessions: 1 }));
+    try {
+      expect(one.list().map((k) => k.fingerprint)).toEqual([byLabel("dotva-hsm").fingerprint]);
+    } finally {
+      await one.close();
+    }
+    await expect(
+      Pkcs11KeyStore.open(
+        parsePkcs11Config(token.config({ keys: [{ id: "01" }], mechanism: "rsa-pkcs-oaep" })),
+      ),
+    ).rejects.toThrow(MechanismError);
+    // The first store shares the library; the failed and closed ones must not have taken it down.
+    expect(
+      (
+        await store.unwrap(
+          byLabel("dotva-migrated").fingerprint,
+          publicEncrypt(
+            { key: fileTwin.publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" },
+            Buffer.from("still-up"),
+          ),
+        )
+      ).toString(),
+    ).toBe("still-up");
+  });
+});
