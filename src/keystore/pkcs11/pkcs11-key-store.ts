@@ -181,7 +181,13 @@ export class Pkcs11KeyStore implements KeyStore {
     clearTimeout(this.retryTimer);
     clearTimeout(this.healthTimer);
     this.pool.invalidate();
-    await this.settleInFlight(this.config.operationTimeoutMs);
+    this.setUp(false);
+    // Closing a session another thread is still using inside the library is a use-after-free in
+    // some modules (SoftHSM2 among them), so a hung operation means leaving the library as it is.
+    if (!(await this.settleInFlight(this.config.operationTimeoutMs))) {
+      this.log.warn("token operations still running at close; PKCS#11 library left initialised");
+      return;
+    }
     if (this.slot !== undefined) {
       try {
         this.lib.C_CloseAllSessions(this.slot);
@@ -189,7 +195,6 @@ export class Pkcs11KeyStore implements KeyStore {
         // The token may already be gone; closing is best effort.
       }
     }
-    this.setUp(false);
     releaseModule(this.config.modulePath);
   }
 
@@ -224,13 +229,19 @@ export class Pkcs11KeyStore implements KeyStore {
    * cancelled; it stays in `inFlight` so that re-initialisation waits for it.
    */
   private withDeadline<T>(operation: Promise<T>): Promise<T> {
-    const tracked = operation.finally(() => this.inFlight.delete(tracked));
-    this.inFlight.add(tracked);
+    const tracked = this.track(operation);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new OperationTimeout()), this.config.operationTimeoutMs);
     });
     return Promise.race([tracked, deadline]).finally(() => clearTimeout(timer));
+  }
+
+  /** Every native asynchronous operation goes through here, so re-initialisation and close can wait for it. */
+  private track<T>(operation: Promise<T>): Promise<T> {
+    const tracked = operation.finally(() => this.inFlight.delete(tracked));
+    this.inFlight.add(tracked);
+    return tracked;
   }
 
   private async settleInFlight(timeoutMs: number): Promise<boolean> {
@@ -294,7 +305,7 @@ export class Pkcs11KeyStore implements KeyStore {
       const fingerprint = key.forms.canonical;
       let mechanism = this.mechanisms.get(fingerprint);
       if (mechanism === undefined) {
-        const probe = await probeMechanism(this.lib, session, key, this.config.mechanism);
+        const probe = await this.track(probeMechanism(this.lib, session, key, this.config.mechanism));
         mechanism = probe.mechanism;
         this.mechanisms.set(fingerprint, mechanism);
         this.log.info(
