@@ -4,8 +4,8 @@
  * for an operator adding a key and sending SIGHUP. The PKCS#11 store adds its entry here.
  */
 import type { KeyObject } from "node:crypto";
-import { createPublicKey } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { createPublicKey, generateKeyPairSync } from "node:crypto";
+import { chmodSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fingerprintForms } from "../../src/crypto/fingerprint.js";
 import { fileKeySource, type KeySource } from "../../src/custody/key-source.js";
@@ -18,6 +18,13 @@ export interface TestKeyStore {
   /** Adds a private key with a state; visible after `source.reload()`. */
   add(name: string, privateKey: KeyObject, state: KeyState): void;
   setState(privateKey: KeyObject, state: KeyState): void;
+  /** Removes the key; gone after the next reload. */
+  remove(privateKey: KeyObject): void;
+  /**
+   * Puts something in the store that must make the next reload fail validation (and leave the old set
+   * in place); returns the undo. Undefined for stores that have no such failure mode.
+   */
+  readonly breakReload?: () => { expectedError: RegExp; undo: () => void };
 }
 
 export interface StoreFactory {
@@ -45,6 +52,26 @@ const fileStore: StoreFactory = {
     return {
       source: fileKeySource(store),
       add,
+      remove(privateKey) {
+        const manifest = readManifest(dir);
+        const fp = fingerprintForms(createPublicKey(privateKey)).canonical;
+        unlinkSync(join(dir, manifest.keys[fp]!.file!));
+        delete manifest.keys[fp];
+        writeManifest(dir, manifest);
+      },
+      breakReload() {
+        // A key file readable by others: the file store must refuse it.
+        const path = join(dir, "zz-readable-by-others.pem");
+        writeFileSync(
+          path,
+          generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({
+            type: "pkcs8",
+            format: "pem",
+          }),
+        );
+        chmodSync(path, 0o644);
+        return { expectedError: /group or others/, undo: () => unlinkSync(path) };
+      },
       setState(privateKey, state) {
         const manifest = readManifest(dir);
         const fp = fingerprintForms(createPublicKey(privateKey)).canonical;
