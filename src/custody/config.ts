@@ -7,6 +7,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { z } from "zod";
+import { configFromUris, MECHANISMS, type Pkcs11StoreConfig } from "../keystore/pkcs11/config.js";
 import { type IdentityMatcher, parseIdentityMatcher } from "./caller-identity.js";
 
 export class ConfigError extends Error {
@@ -39,7 +40,7 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
     help: "callers allowed grpc.health.v1 (same syntax); * = any authenticated client",
     default: "*",
   },
-  { name: "CUSTODY_KEYSTORE", help: "key store kind", default: "file" },
+  { name: "CUSTODY_KEYSTORE", help: "key store kind: file or pkcs11", default: "file" },
   { name: "CUSTODY_KEY_DIR", help: "directory of PKCS#8 PEM Dotva keys + manifest.json (file store)" },
   {
     name: "CUSTODY_KEY_PASSPHRASE_FILE",
@@ -50,6 +51,31 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
     help: "1 = also reload when the key directory changes (SIGHUP always reloads)",
     default: "0",
   },
+  {
+    name: "CUSTODY_PKCS11_URI",
+    help: "pkcs11 store: RFC 7512 key URI(s), space-separated, with module-path and pin-source=file:/path or env:NAME (docs/hsm.md)",
+  },
+  {
+    name: "CUSTODY_PKCS11_MECHANISM",
+    help: "pkcs11 store: auto, rsa-pkcs-oaep or rsa-x509 (raw RSA + in-process OAEP)",
+    default: "auto",
+  },
+  {
+    name: "CUSTODY_PKCS11_SESSIONS",
+    help: "pkcs11 store: logged-in sessions (parallel token operations)",
+    default: "4",
+  },
+  {
+    name: "CUSTODY_PKCS11_TIMEOUT_MS",
+    help: "pkcs11 store: deadline of one token operation",
+    default: "5000",
+  },
+  {
+    name: "CUSTODY_PKCS11_HEALTH_INTERVAL_MS",
+    help: "pkcs11 store: how often an idle store checks the token",
+    default: "5000",
+  },
+  { name: "CUSTODY_PKCS11_STATE_DIR", help: "pkcs11 store: directory of manifest.json holding key states" },
   { name: "CUSTODY_RECIPIENT_PINS", help: "comma list of allowed Knot key RFC 7638 thumbprints (base64url)" },
   { name: "CUSTODY_RECIPIENT_PINS_FILE", help: "file with one allowed thumbprint per line (# comments)" },
   { name: "CUSTODY_RECIPIENT_ROOTS", help: "PEM file: roots a Knot JWK's x5c chain may lead to" },
@@ -94,12 +120,14 @@ export function configHelp(): string {
   ].join("\n");
 }
 
-export type KeyStoreConfig = {
-  readonly kind: "file";
-  readonly dir: string;
-  readonly passphraseFile?: string;
-  readonly watch: boolean;
-};
+export type KeyStoreConfig =
+  | {
+      readonly kind: "file";
+      readonly dir: string;
+      readonly passphraseFile?: string;
+      readonly watch: boolean;
+    }
+  | { readonly kind: "pkcs11"; readonly pkcs11: Pkcs11StoreConfig };
 
 export interface CustodyConfig {
   readonly listen: { readonly host: string; readonly port: number };
@@ -198,6 +226,25 @@ function roots(env: Env): X509Certificate[] {
   }
 }
 
+function pkcs11FromEnv(env: Env): Pkcs11StoreConfig {
+  const uris = read(env, "CUSTODY_PKCS11_URI", z.string().min(1))
+    .split(/\s+/)
+    .filter((u) => u !== "");
+  const int = (name: string, fallback: string) => read(env, name, z.coerce.number().int(), fallback);
+  try {
+    return configFromUris(uris, {
+      mechanism: read(env, "CUSTODY_PKCS11_MECHANISM", z.enum(MECHANISMS), "auto"),
+      sessions: int("CUSTODY_PKCS11_SESSIONS", "4"),
+      operationTimeoutMs: int("CUSTODY_PKCS11_TIMEOUT_MS", "5000"),
+      healthCheckIntervalMs: int("CUSTODY_PKCS11_HEALTH_INTERVAL_MS", "5000"),
+      ...(env.CUSTODY_PKCS11_STATE_DIR ? { manifestDir: env.CUSTODY_PKCS11_STATE_DIR } : {}),
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`CUSTODY_PKCS11_URI: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 export function loadConfig(env: Env = process.env): CustodyConfig {
   const listenText = read(env, "CUSTODY_LISTEN", z.string(), "127.0.0.1:7443");
   const listen = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(listenText);
@@ -218,13 +265,16 @@ export function loadConfig(env: Env = process.env): CustodyConfig {
   if (reencrypt === "any")
     throw new ConfigError("CUSTODY_ALLOW_REENCRYPT: name the callers; * is not allowed");
 
-  const kind = read(env, "CUSTODY_KEYSTORE", z.enum(["file"]), "file");
-  const keyStore: KeyStoreConfig = {
-    kind,
-    dir: read(env, "CUSTODY_KEY_DIR", z.string().min(1)),
-    ...(env.CUSTODY_KEY_PASSPHRASE_FILE ? { passphraseFile: env.CUSTODY_KEY_PASSPHRASE_FILE } : {}),
-    watch: read(env, "CUSTODY_KEY_WATCH", flag, "0"),
-  };
+  const kind = read(env, "CUSTODY_KEYSTORE", z.enum(["file", "pkcs11"]), "file");
+  const keyStore: KeyStoreConfig =
+    kind === "pkcs11"
+      ? { kind, pkcs11: pkcs11FromEnv(env) }
+      : {
+          kind,
+          dir: read(env, "CUSTODY_KEY_DIR", z.string().min(1)),
+          ...(env.CUSTODY_KEY_PASSPHRASE_FILE ? { passphraseFile: env.CUSTODY_KEY_PASSPHRASE_FILE } : {}),
+          watch: read(env, "CUSTODY_KEY_WATCH", flag, "0"),
+        };
 
   const recipients = {
     pinnedThumbprints: pins(env),

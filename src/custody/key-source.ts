@@ -38,6 +38,14 @@ export interface KeySource {
   reload(): Promise<ReloadResult>;
   list(): readonly KeyInfo[];
   close(): Promise<void>;
+  /**
+   * Present for stores that can lose their backend (a PKCS#11 token): the current state and a
+   * subscription, which the server maps to SERVING / NOT_SERVING on grpc.health.v1.
+   */
+  readonly health?: {
+    healthy(): boolean;
+    onChange(listener: (healthy: boolean) => void): () => void;
+  };
 }
 
 export function fileKeySource(store: FileKeyStore): KeySource {
@@ -64,7 +72,13 @@ export function fileKeySource(store: FileKeyStore): KeySource {
  * Any KeyStore, unwrapping on the main thread (the PKCS#11 store plugs in here). `reload` is the
  * store's own when it has one; a store without reload serves the set it opened with.
  */
-export function mainThreadKeySource(store: KeyStore & { reload?: () => Promise<unknown> }): KeySource {
+export function mainThreadKeySource(
+  store: KeyStore & {
+    reload?: () => Promise<unknown>;
+    healthy?: () => boolean;
+    onHealthChange?: (listener: (healthy: boolean) => void) => () => void;
+  },
+): KeySource {
   let generation = 1;
   return {
     current: () => {
@@ -82,5 +96,13 @@ export function mainThreadKeySource(store: KeyStore & { reload?: () => Promise<u
     },
     list: () => store.list(),
     close: () => store.close(),
+    ...(store.healthy && store.onHealthChange
+      ? {
+          health: {
+            healthy: () => store.healthy!(),
+            onChange: (listener: (healthy: boolean) => void) => store.onHealthChange!(listener),
+          },
+        }
+      : {}),
   };
 }

@@ -7,12 +7,13 @@ import { type FSWatcher, watch } from "node:fs";
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { FileKeyStore } from "../keystore/file/file-key-store.js";
+import { Pkcs11KeyStore } from "../keystore/pkcs11/pkcs11-key-store.js";
 import { loadCustodyProto, loadHealthProto } from "../shared/proto.js";
 import { identityFromCertificate } from "./caller-identity.js";
 import { CallerLimits } from "./caller-limits.js";
 import type { CustodyConfig, KeyStoreConfig } from "./config.js";
 import { HealthState } from "./health.js";
-import { fileKeySource, type KeySource, type ReloadResult } from "./key-source.js";
+import { fileKeySource, type KeySource, mainThreadKeySource, type ReloadResult } from "./key-source.js";
 import { RecipientPolicy } from "./recipient-policy.js";
 import { Reencryptor } from "./reencryptor.js";
 import { reencryptHandler } from "./service.js";
@@ -28,8 +29,10 @@ export interface RunningCustody {
   shutdown(graceMs?: number): Promise<void>;
 }
 
-export async function openKeySource(config: KeyStoreConfig): Promise<KeySource> {
+export async function openKeySource(config: KeyStoreConfig, logger?: Logger): Promise<KeySource> {
   switch (config.kind) {
+    case "pkcs11":
+      return mainThreadKeySource(await Pkcs11KeyStore.open(config.pkcs11, logger));
     case "file":
       return fileKeySource(
         FileKeyStore.open({
@@ -51,7 +54,7 @@ export async function startCustody(
   opts: { logger: Logger; keys?: KeySource },
 ): Promise<RunningCustody> {
   const { logger } = opts;
-  const keys = opts.keys ?? (await openKeySource(config.keyStore));
+  const keys = opts.keys ?? (await openKeySource(config.keyStore, logger));
   const reencryptor = new Reencryptor({ workers: config.workers, maxQueue: config.limits.maxQueue });
   await reencryptor.warmUp();
   const health = new HealthState();
@@ -127,7 +130,12 @@ export async function startCustody(
     });
   }
 
-  health.set(true);
+  health.set(keys.health?.healthy() ?? true);
+  let stoppingHealth = false;
+  // The token going away and coming back flips NOT_SERVING / SERVING, until shutdown takes over.
+  const stopWatchingKeys = keys.health?.onChange((up) => {
+    if (!stoppingHealth) health.set(up);
+  });
   logger.info(
     { port, workers: reencryptor.workers, keys: keys.list().length, mtls: config.tls !== undefined },
     "custody listening",
@@ -136,6 +144,8 @@ export async function startCustody(
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.shutdownGraceMs) => {
     stopping ??= (async () => {
+      stoppingHealth = true;
+      stopWatchingKeys?.();
       health.set(false);
       watcher?.close();
       health.endWatchers();
