@@ -51,7 +51,10 @@ export function readManifest(dir: string): Manifest {
   const parsed = manifestSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new ManifestError(`${MANIFEST_FILE}: ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+    // zod wraps a bad record key in a generic "Invalid key"; say what a key must be.
+    const message =
+      issue.code === "invalid_key" ? "keys must be canonical sha256:<hex> fingerprints" : issue.message;
+    throw new ManifestError(`${MANIFEST_FILE}: ${issue.path.join(".") || "(root)"}: ${message}`);
   }
   return parsed.data;
 }

@@ -1,0 +1,10 @@
+/** Every command of `custody-keys`, in the order `--help` lists them. */
+import type { KeyToolCommand } from "../command.js";
+import { generate } from "./generate.js";
+import { importKey } from "./import.js";
+import { list } from "./list.js";
+import { publicKey } from "./public.js";
+import { setState } from "./set-state.js";
+import { verify } from "./verify.js";
+
+export const COMMANDS: KeyToolCommand[] = [generate, importKey, list, publicKey, setState, verify];

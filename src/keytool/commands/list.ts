@@ -1,0 +1,30 @@
+import { loadKeyDirectory } from "../../keystore/file/key-directory.js";
+import { DIR_OPTIONS, type KeyToolCommand } from "../command.js";
+import { keyDir, passphrase } from "../options.js";
+
+export const list: KeyToolCommand = {
+  name: "list",
+  summary: "list keys: fingerprint, alias forms, state, bits, created, file",
+  usage: "--dir DIR [--passphrase-file FILE] [--json]",
+  options: { ...DIR_OPTIONS, json: { type: "boolean" } },
+  async run(values, io) {
+    const snapshot = loadKeyDirectory(keyDir(values), passphrase(values), 0);
+    const keys = snapshot.index.list().map((k) => ({
+      fingerprint: k.fingerprint,
+      aliases: k.aliases,
+      state: k.state,
+      bits: k.modulusBits,
+      created: k.createdAt?.toISOString(),
+      file: k.label,
+    }));
+    if (values.json) {
+      io.out(JSON.stringify(keys, null, 2));
+      return;
+    }
+    for (const k of keys) {
+      io.out(`${k.fingerprint}  ${k.state}  ${k.bits} bits  created ${k.created ?? "?"}  ${k.file}`);
+      for (const alias of k.aliases) io.out(`    alias ${alias}`);
+    }
+    for (const warning of snapshot.warnings) io.err(`warning: ${warning}`);
+  },
+};
