@@ -14,6 +14,7 @@ import type { CanonicalFingerprint } from "../crypto/fingerprint.js";
 import type { UnwrapKey } from "../crypto/jwe-decrypt.js";
 import type { FileKeyStore } from "../keystore/file/file-key-store.js";
 import type { KeyInfo, KeyStore } from "../keystore/key-store.js";
+import type { Pkcs11KeyStore } from "../keystore/pkcs11/pkcs11-key-store.js";
 
 export type KeyAccess =
   | { readonly kind: "in-worker"; readonly privateKey: KeyObject }
@@ -104,5 +105,30 @@ export function mainThreadKeySource(
           },
         }
       : {}),
+  };
+}
+
+/**
+ * The PKCS#11 store: unwrap on the main thread (the token's sessions belong to this process), on the
+ * key set the call started with, and the token's health for grpc.health.v1.
+ */
+export function pkcs11KeySource(store: Pkcs11KeyStore): KeySource {
+  return {
+    current: () => {
+      const snap = store.snapshot();
+      return {
+        generation: snap.generation,
+        lookup: (fp) => snap.lookup(fp),
+        access: (fp) => ({ kind: "main-thread", unwrap: (encryptedKey) => snap.unwrap(fp, encryptedKey) }),
+      };
+    },
+    reload: async () => {
+      await store.reload();
+      const snap = store.snapshot();
+      return { generation: snap.generation, keys: store.list().length, warnings: snap.warnings };
+    },
+    list: () => store.list(),
+    close: () => store.close(),
+    health: { healthy: () => store.healthy(), onChange: (listener) => store.onHealthChange(listener) },
   };
 }

@@ -13,7 +13,7 @@ import { identityFromCertificate } from "./caller-identity.js";
 import { CallerLimits } from "./caller-limits.js";
 import type { CustodyConfig, KeyStoreConfig } from "./config.js";
 import { HealthState } from "./health.js";
-import { fileKeySource, type KeySource, mainThreadKeySource, type ReloadResult } from "./key-source.js";
+import { fileKeySource, type KeySource, pkcs11KeySource, type ReloadResult } from "./key-source.js";
 import { RecipientPolicy } from "./recipient-policy.js";
 import { Reencryptor } from "./reencryptor.js";
 import { reencryptHandler } from "./service.js";
@@ -32,7 +32,7 @@ export interface RunningCustody {
 export async function openKeySource(config: KeyStoreConfig, logger?: Logger): Promise<KeySource> {
   switch (config.kind) {
     case "pkcs11":
-      return mainThreadKeySource(await Pkcs11KeyStore.open(config.pkcs11, logger));
+      return pkcs11KeySource(await Pkcs11KeyStore.open(config.pkcs11, logger));
     case "file":
       return fileKeySource(
         FileKeyStore.open({

@@ -50,8 +50,22 @@ interface TokenKey {
 }
 
 interface KeySet {
+  /** Counts key sets built (start-up, reloads, recoveries), like the file store's generation. */
+  readonly generation: number;
+  /** Which connection the object handles belong to; a recovery makes every older handle stale. */
+  readonly epoch: number;
   readonly index: KeyIndex<TokenKeyInfo>;
   readonly byFingerprint: ReadonlyMap<string, TokenKey>;
+  /** Keys left out of this set, for the operator (private keys without a public twin). */
+  readonly warnings: readonly string[];
+}
+
+/** One key set, fixed: a call that took it keeps decrypting with its keys across a reload. */
+export interface Pkcs11Snapshot {
+  readonly generation: number;
+  readonly warnings: readonly string[];
+  lookup(fingerprint: string): TokenKeyInfo | undefined;
+  unwrap(fingerprint: CanonicalFingerprint, encryptedKey: Uint8Array): Promise<Buffer>;
 }
 
 /** Return values that can only mean the session, login or token is gone, never the ciphertext. */
@@ -87,7 +101,14 @@ function errorName(err: unknown): string {
 
 export class Pkcs11KeyStore implements KeyStore {
   private readonly pool = new SessionPool(unavailable);
-  private keys: KeySet = { index: new KeyIndex([]), byFingerprint: new Map() };
+  private keys: KeySet = {
+    generation: 0,
+    epoch: 0,
+    index: new KeyIndex([]),
+    byFingerprint: new Map(),
+    warnings: [],
+  };
+  private epoch = 0;
   private mechanisms = new Map<string, KeyMechanism>();
   private up = false;
   private closed = false;
@@ -147,18 +168,37 @@ export class Pkcs11KeyStore implements KeyStore {
   async reload(): Promise<readonly TokenKeyInfo[]> {
     const session = await this.pool.acquire(this.config.operationTimeoutMs);
     try {
-      this.keys = await this.buildKeySet(session.handle);
+      this.keys = await this.buildKeySet(session.handle, this.keys.generation + 1);
     } finally {
       this.pool.release(session);
     }
     return this.list();
   }
 
-  async unwrap(fingerprint: CanonicalFingerprint, encryptedKey: Uint8Array): Promise<Buffer> {
+  snapshot(): Pkcs11Snapshot {
+    const set = this.keys;
+    return {
+      generation: set.generation,
+      warnings: set.warnings,
+      lookup: (fingerprint) => set.index.lookup(fingerprint),
+      unwrap: (fingerprint, encryptedKey) => this.unwrapIn(set, fingerprint, encryptedKey),
+    };
+  }
+
+  unwrap(fingerprint: CanonicalFingerprint, encryptedKey: Uint8Array): Promise<Buffer> {
+    return this.unwrapIn(this.keys, fingerprint, encryptedKey);
+  }
+
+  private async unwrapIn(
+    set: KeySet,
+    fingerprint: CanonicalFingerprint,
+    encryptedKey: Uint8Array,
+  ): Promise<Buffer> {
     const input = Buffer.from(encryptedKey.buffer, encryptedKey.byteOffset, encryptedKey.length);
     for (let attempt = 0; ; attempt++) {
       if (!this.up) throw unavailable();
-      const entry = this.keys.byFingerprint.get(fingerprint);
+      // After a recovery the snapshot's handles are stale; the same key has a new handle now.
+      const entry = (set.epoch === this.epoch ? set : this.keys).byFingerprint.get(fingerprint);
       if (entry === undefined) throw new JweDecryptError();
       // Public facts about the ciphertext: the raw operation needs c < n, and a token may report
       // c >= n with a generic error that would otherwise look like a token failure.
@@ -290,13 +330,15 @@ export class Pkcs11KeyStore implements KeyStore {
       sessions.push(this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION));
     }
     login(this.lib, sessions[0]!, readPin(this.config.pin));
-    this.keys = await this.buildKeySet(sessions[0]!);
+    this.epoch++;
+    this.keys = await this.buildKeySet(sessions[0]!, this.keys.generation + 1);
     this.pool.reset(sessions);
   }
 
-  private async buildKeySet(session: Buffer): Promise<KeySet> {
+  private async buildKeySet(session: Buffer, generation: number): Promise<KeySet> {
     const { keys, skipped } = discoverKeys(this.lib, session, this.config.keys);
-    for (const key of skipped) this.log.warn({ key }, "private key without a public twin skipped");
+    const warnings = skipped.map((key) => `private key ${key} has no public key object; left out`);
+    for (const warning of warnings) this.log.warn({ warning }, "token key left out");
     if (keys.length === 0) throw new Error("the token holds no usable RSA key pair for this configuration");
     const manifest =
       this.config.manifestDir === undefined ? undefined : readManifest(this.config.manifestDir);
@@ -333,8 +375,11 @@ export class Pkcs11KeyStore implements KeyStore {
       });
     }
     return {
+      generation,
+      epoch: this.epoch,
       index: new KeyIndex(entries.map((e) => e.info)),
       byFingerprint: new Map(entries.map((e) => [e.info.fingerprint, e])),
+      warnings,
     };
   }
 
