@@ -67,7 +67,8 @@ export class SqliteRepository implements GatewayRepository {
     this.writer.pragma("journal_mode = WAL");
     this.writer.pragma("synchronous = FULL");
     this.writer.pragma("busy_timeout = 5000");
-    this.reader = new Database(path);
+    // An in-memory database exists per connection, so there the writer also serves reads.
+    this.reader = path === ":memory:" ? this.writer : new Database(path);
     this.reader.pragma("busy_timeout = 5000");
     this.w = cachedRunner(this.writer);
     this.r = runner(this.reader);
@@ -178,7 +179,7 @@ export class SqliteRepository implements GatewayRepository {
     while (this.queue.length > 0 || this.flushing || this.scheduled) {
       await new Promise((r) => setImmediate(r));
     }
-    this.reader.close();
+    if (this.reader !== this.writer) this.reader.close();
     this.writer.close();
   }
 }

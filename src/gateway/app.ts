@@ -1,0 +1,150 @@
+/**
+ * Assembles the gateway: Fastify for the partner webhooks (and, unless GATEWAY_INTERNAL_PORT splits it
+ * off, the internal API and metrics), storage, the custody client, the Knot client and the send-card
+ * worker. `startGateway` is what main.ts, the demo and the tests call.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import pino from "pino";
+import type { GatewayConfig } from "./config.js";
+import { type CustodyCaller, custodyClient } from "./custody-client.js";
+import { registerDotvaRoute } from "./dotva/route.js";
+import {
+  BodyTooLargeError,
+  errorBody,
+  GatewayError,
+  InternalError,
+  InvalidBodyError,
+  RouteNotFoundError,
+  UnsupportedMediaTypeError,
+} from "./errors.js";
+import { registerHealthRoutes } from "./health.js";
+import { registerRawJson } from "./http/raw-json.js";
+import { registerInternalRoutes } from "./internal/routes.js";
+import { KnotClient } from "./knot/client.js";
+import { registerKnotRoute } from "./knot/route.js";
+import { loggerOptions } from "./logger.js";
+import { GatewayMetrics } from "./metrics.js";
+import { SendCardWorker } from "./sendcard/worker.js";
+import { openRepository } from "./storage/open.js";
+import type { GatewayRepository } from "./storage/repository.js";
+
+// Webhook bodies are small JSON documents; 64 KiB leaves room for a 4096-bit JWE and Knot's extras.
+const BODY_LIMIT = 64 * 1024;
+
+export interface RunningGateway {
+  readonly url: string;
+  readonly internalUrl: string;
+  readonly repo: GatewayRepository;
+  readonly metrics: GatewayMetrics;
+  readonly worker: SendCardWorker;
+  close(): Promise<void>;
+}
+
+function toGatewayError(error: FastifyError): GatewayError {
+  if (error instanceof GatewayError) return error;
+  switch (error.code) {
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new UnsupportedMediaTypeError("send Content-Type: application/json");
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new BodyTooLargeError(`body exceeds ${BODY_LIMIT} bytes`);
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return new InvalidBodyError("body is empty or its length is wrong");
+  }
+  if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+    return new InvalidBodyError("the request is malformed");
+  }
+  return new InternalError("the gateway failed to handle this request; retry later");
+}
+
+function baseApp(config: GatewayConfig, logger: pino.Logger): FastifyInstance {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    // Number of proxy hops to trust, as a function because Fastify's types accept no plain number.
+    trustProxy: config.trustProxy > 0 ? (_addr: string, hop: number) => hop < config.trustProxy : false,
+    bodyLimit: BODY_LIMIT,
+  });
+  registerRawJson(app, BODY_LIMIT);
+  app.setErrorHandler((error: FastifyError, req, reply) => {
+    const mapped = toGatewayError(error);
+    if (mapped.statusCode >= 500) req.log.error({ err: error, code: mapped.code }, "request failed");
+    else req.log.info({ code: mapped.code, status: mapped.statusCode, url: req.url }, "request refused");
+    return reply.code(mapped.statusCode).send(errorBody(mapped));
+  });
+  app.setNotFoundHandler((_req, reply) => {
+    const e = new RouteNotFoundError("no such route; see docs/gateway.md");
+    return reply.code(e.statusCode).send(errorBody(e));
+  });
+  return app;
+}
+
+export interface StartOptions {
+  /** Replaces the gRPC client (tests). */
+  readonly custody?: CustodyCaller;
+  readonly logger?: pino.Logger;
+}
+
+export async function startGateway(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningGateway> {
+  const logger = opts.logger ?? pino(loggerOptions(config.logLevel));
+  if (config.env === "development") {
+    logger.warn(
+      { verifyKnot: config.knot.verifyWebhooks, custodyTls: config.custody.tls !== "insecure" },
+      "GATEWAY_ENV=development: unsafe switches may be active",
+    );
+  }
+  const repo = await openRepository(config.storage);
+  const metrics = new GatewayMetrics();
+  const custody = opts.custody ?? custodyClient(config.custody);
+  const knot = new KnotClient({
+    baseUrl: config.knot.baseUrl,
+    clientId: config.knot.clientId,
+    clientSecret: config.knot.clientSecret,
+    jwkTtlMs: config.knot.jwkTtlMs,
+  });
+  const sc = config.sendCard;
+  const worker = new SendCardWorker({
+    repo,
+    knot,
+    custody,
+    metrics,
+    log: logger.child({ component: "send-card" }),
+    attemptTimeoutMs: sc.attemptTimeoutMs,
+    leaseMs: sc.leaseMs,
+    backoff: { baseMs: sc.backoffBaseMs, capMs: sc.backoffCapMs },
+    pollMs: sc.pollMs,
+    concurrency: sc.concurrency,
+  });
+
+  const pub = baseApp(config, logger);
+  registerDotvaRoute(pub, { config, repo, metrics });
+  registerKnotRoute(pub, { config, repo, metrics, onSendCardJob: () => worker.wake() });
+  const internal = config.internalPort !== undefined ? baseApp(config, logger) : pub;
+  registerInternalRoutes(internal, repo, config.internalToken);
+  registerHealthRoutes(internal, { repo, custody, metrics });
+  if (internal !== pub) registerHealthRoutes(pub, { repo, custody });
+
+  const url = await pub.listen({ host: config.host, port: config.port });
+  const internalUrl =
+    internal === pub ? url : await internal.listen({ host: config.host, port: config.internalPort ?? 0 });
+  worker.start();
+  logger.info({ url, internalUrl, storage: repo.driver }, "gateway listening");
+
+  let closed = false;
+  return {
+    url,
+    internalUrl,
+    repo,
+    metrics,
+    worker,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await pub.close();
+      if (internal !== pub) await internal.close();
+      await worker.stop();
+      custody.close();
+      await repo.close();
+    },
+  };
+}

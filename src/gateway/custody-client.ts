@@ -1,0 +1,90 @@
+/**
+ * The gateway's side of custody.v1.CardCustody over mTLS (grpc-js). One long-lived channel; every call
+ * carries a deadline so a slow custody never holds a send-card job past Knot's window.
+ */
+import { type ChannelCredentials, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import type { CardCustodyClient } from "../shared/generated/custody/v1/CardCustody.js";
+import type { ReencryptForKnotRequest } from "../shared/generated/custody/v1/ReencryptForKnotRequest.js";
+import type { ReencryptForKnotResponse__Output } from "../shared/generated/custody/v1/ReencryptForKnotResponse.js";
+import { loadCustodyProto, loadHealthProto } from "../shared/proto.js";
+import type { GatewayConfig } from "./config.js";
+import { SendCardError } from "./errors.js";
+
+// Worth retrying inside the deadline: the service or network is momentarily unable, not the request.
+const RETRYABLE = new Set([
+  status.UNAVAILABLE,
+  status.DEADLINE_EXCEEDED,
+  status.RESOURCE_EXHAUSTED,
+  status.ABORTED,
+]);
+
+export interface CustodyCaller {
+  reencrypt(req: ReencryptForKnotRequest, timeoutMs: number): Promise<ReencryptForKnotResponse__Output>;
+  /** grpc.health.v1 check; resolves true when SERVING. */
+  healthy(timeoutMs: number): Promise<boolean>;
+  close(): void;
+}
+
+function channelCredentials(tls: GatewayConfig["custody"]["tls"]): ChannelCredentials {
+  if (tls === "insecure") return credentials.createInsecure();
+  return credentials.createSsl(tls.ca, tls.key, tls.cert);
+}
+
+export function custodyClient(cfg: GatewayConfig["custody"]): CustodyCaller {
+  const options =
+    cfg.tls !== "insecure" && cfg.tls.serverName
+      ? { "grpc.ssl_target_name_override": cfg.tls.serverName }
+      : {};
+  const creds = channelCredentials(cfg.tls);
+  const client = new (loadCustodyProto().custody.v1.CardCustody)(
+    cfg.address,
+    creds,
+    options,
+  ) as CardCustodyClient;
+  const Health = loadHealthProto().grpc.health.v1.Health;
+  const health = new Health(cfg.address, creds, options) as unknown as {
+    Check(
+      req: { service: string },
+      opts: { deadline: number },
+      cb: (e: ServiceError | null, r?: { status: string }) => void,
+    ): void;
+    close(): void;
+  };
+
+  return {
+    reencrypt(req, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        client.ReencryptForKnot(
+          req,
+          new Metadata(),
+          { deadline: Date.now() + timeoutMs },
+          (error, response) => {
+            if (!error && response) return resolve(response);
+            const e = error as ServiceError;
+            const reason = e?.metadata?.get("custody-reason")[0];
+            const code = typeof reason === "string" && /^[A-Z0-9_]{1,64}$/.test(reason) ? reason : undefined;
+            const name = status[e?.code ?? status.UNKNOWN] ?? "UNKNOWN";
+            reject(
+              new SendCardError(
+                code ? `CUSTODY_${code}` : `CUSTODY_${name}`,
+                `custody ReencryptForKnot failed: ${name}${code ? ` (${code})` : ""}`,
+                RETRYABLE.has(e?.code),
+              ),
+            );
+          },
+        );
+      });
+    },
+    healthy(timeoutMs) {
+      return new Promise((resolve) => {
+        health.Check({ service: "" }, { deadline: Date.now() + timeoutMs }, (error, response) => {
+          resolve(!error && response?.status === "SERVING");
+        });
+      });
+    },
+    close() {
+      client.close();
+      health.close();
+    },
+  };
+}

@@ -1,0 +1,30 @@
+/**
+ * The gateway process: `tsx src/gateway/main.ts` (or `npm run gateway`). `--help` lists the
+ * configuration variables. SIGTERM/SIGINT stop accepting webhooks, let running send-card jobs finish,
+ * and close storage.
+ */
+import { startGateway } from "./app.js";
+import { ConfigError, helpText, loadConfig } from "./config.js";
+
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  process.stdout.write(helpText());
+  process.exit(0);
+}
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`gateway: configuration error: ${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}
+
+const gateway = await startGateway(config);
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  process.once(signal, () => {
+    void gateway.close().then(() => process.exit(0));
+  });
+}

@@ -1,0 +1,47 @@
+/**
+ * Prometheus metrics. Label values come from fixed sets (event names from Knot's documented list or
+ * "unknown", outcomes from the code), so a hostile sender cannot grow the series count.
+ */
+import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly webhooks = new Counter({
+    name: "gateway_webhooks_total",
+    help: "Partner webhooks by source, event and outcome",
+    labelNames: ["source", "event", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly dotvaConflicts = new Counter({
+    name: "gateway_dotva_conflicts_total",
+    help: "Dotva deliveries for a known card_uuid with different content (first kept)",
+    registers: [this.registry],
+  });
+  readonly sendCardLatency = new Histogram({
+    name: "gateway_send_card_latency_seconds",
+    help: "Time from AUTHENTICATED receipt to Knot's 200 on POST /card",
+    buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15],
+    registers: [this.registry],
+  });
+  readonly sendCardRetries = new Counter({
+    name: "gateway_send_card_retries_total",
+    help: "Send-card retries by reason",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly sendCardOutcomes = new Counter({
+    name: "gateway_send_card_jobs_total",
+    help: "Finished send-card jobs by outcome and error code",
+    labelNames: ["outcome", "code"] as const,
+    registers: [this.registry],
+  });
+  readonly deadlineMisses = new Counter({
+    name: "gateway_send_card_deadline_misses_total",
+    help: "Send-card jobs that did not get Knot's 200 within the deadline",
+    registers: [this.registry],
+  });
+
+  constructor(collectDefaults = true) {
+    if (collectDefaults) collectDefaultMetrics({ register: this.registry, prefix: "gateway_" });
+  }
+}

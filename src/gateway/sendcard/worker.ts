@@ -1,0 +1,104 @@
+/**
+ * Runs send-card jobs from storage: woken at once when this instance records an AUTHENTICATED, and
+ * polling for the rest (jobs left by a restart or recorded by another instance). Jobs are leased in
+ * storage, so any number of instances can run this loop against one PostgreSQL.
+ */
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import type { SendCardJob } from "../storage/repository.js";
+import { isLeaseLost, runSendJob, type SendJobContext } from "./send-job.js";
+
+export interface WorkerOptions extends Omit<SendJobContext, "owner"> {
+  readonly pollMs: number;
+  readonly concurrency: number;
+  readonly log: Logger;
+}
+
+export class SendCardWorker {
+  readonly owner = `gw-${process.pid}-${randomUUID().slice(0, 8)}`;
+  private readonly running = new Set<Promise<void>>();
+  private timer?: NodeJS.Timeout;
+  private ticking = false;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly opts: WorkerOptions) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.wake(), this.opts.pollMs);
+    this.timer.unref();
+    this.wake();
+  }
+
+  wake(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    this.ticking = true;
+    void this.tick()
+      .catch((error: unknown) => this.opts.log.error({ err: error }, "send-card poll failed"))
+      .finally(() => {
+        this.ticking = false;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+  }
+
+  private async tick(): Promise<void> {
+    const { repo, metrics } = this.opts;
+    const now = Date.now();
+    for (const taskId of await repo.expireJobs(now)) {
+      metrics.deadlineMisses.inc();
+      metrics.sendCardOutcomes.inc({ outcome: "failed", code: "DEADLINE_EXCEEDED" });
+      this.opts.log.warn({ taskId }, "send-card job expired unattempted or abandoned");
+    }
+    const free = this.opts.concurrency - this.running.size;
+    if (free <= 0) return;
+    const jobs = await repo.claimJobs(this.owner, now, now + this.opts.leaseMs, free);
+    for (const job of jobs) {
+      const p = this.run(job).finally(() => this.running.delete(p));
+      this.running.add(p);
+    }
+  }
+
+  private async run(job: SendCardJob): Promise<void> {
+    const { repo, metrics, log } = this.opts;
+    try {
+      const outcome = await runSendJob(job, { ...this.opts, owner: this.owner });
+      if (!outcome) return;
+      const mine = await repo.finishJob(job.taskId, this.owner, outcome);
+      if (!mine) return;
+      metrics.sendCardOutcomes.inc({ outcome: outcome.state, code: outcome.errorCode ?? "OK" });
+      if (outcome.errorCode === "DEADLINE_EXCEEDED") metrics.deadlineMisses.inc();
+      const fields = {
+        taskId: job.taskId,
+        attempt: job.attempts,
+        ms: outcome.completedAt - job.receivedAt,
+        code: outcome.errorCode,
+        knotStatus: outcome.knotStatus,
+      };
+      if (outcome.state === "sent") log.info(fields, "card sent to Knot");
+      else log.warn({ ...fields, reason: outcome.errorMessage }, "send-card job failed");
+    } catch (error) {
+      if (isLeaseLost(error)) {
+        log.warn({ taskId: job.taskId }, "send-card lease lost to another worker; stopping this attempt");
+        return;
+      }
+      log.error(
+        { taskId: job.taskId, err: error },
+        "send-card job crashed; it will be retried after its lease",
+      );
+    }
+  }
+
+  /** Stops claiming and waits for jobs in flight (bounded by their deadlines). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await Promise.allSettled([...this.running]);
+  }
+}

@@ -1,0 +1,442 @@
+/**
+ * The gateway in process against the simulators and a fake custody gRPC server: Dotva intake, Knot
+ * webhooks, send-card jobs with their retry rules, the internal API, and what reaches the logs.
+ */
+import { randomUUID } from "node:crypto";
+import { Writable } from "node:stream";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningGateway, startGateway } from "../../src/gateway/app.js";
+import { loggerOptions } from "../../src/gateway/logger.js";
+import { DotvaSimulator, TEST_PANS } from "../../src/simulators/dotva-simulator.js";
+import { authenticatedEvent, KnotSimulator } from "../../src/simulators/knot-simulator.js";
+import { type FakeCustody, startFakeCustody } from "../support/fake-custody.js";
+import {
+  DOTVA_HMAC,
+  DOTVA_SHARED,
+  gatewayConfig,
+  internalGet,
+  KNOT_CLIENT_ID,
+  KNOT_SECRET,
+  PROFILE,
+  putProfile,
+  waitFor,
+} from "../support/gateway-env.js";
+
+const CARD = { pan: TEST_PANS[0], cvv: "123", expiry_month: "8", expiry_year: "2030" };
+const logLines: string[] = [];
+let knot: KnotSimulator;
+let custody: FakeCustody;
+let dotva: DotvaSimulator;
+let gw: RunningGateway;
+let taskSeq = 1000;
+
+beforeAll(async () => {
+  knot = new KnotSimulator({ clientId: KNOT_CLIENT_ID, secret: KNOT_SECRET });
+  await knot.start();
+  custody = await startFakeCustody();
+  dotva = new DotvaSimulator(custody.publicKeyPem, { sharedSecret: DOTVA_SHARED, hmac: DOTVA_HMAC });
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logLines.push(String(chunk));
+      cb();
+    },
+  });
+  gw = await startGateway(
+    gatewayConfig({
+      knotUrl: knot.url,
+      custodyAddress: custody.address,
+      extra: {
+        SEND_CARD_DEADLINE_MS: "3000",
+        SEND_CARD_BACKOFF_BASE_MS: "40",
+        SEND_CARD_BACKOFF_CAP_MS: "300",
+      },
+    }),
+    { logger: pino(loggerOptions("debug"), sink) },
+  );
+}, 30_000);
+
+afterAll(async () => {
+  await gw?.close();
+  await knot?.close();
+  await custody?.close();
+});
+
+async function postDotva(body: unknown, headers?: Record<string, string>) {
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  const res = await fetch(`${gw.url}/webhooks/dotva`, {
+    method: "POST",
+    headers: headers ?? dotva.headers(text),
+    body: text,
+  });
+  return {
+    status: res.status,
+    body: (await res.json()) as { outcome?: string; error?: { code: string; message: string } },
+  };
+}
+
+async function metric(name: string): Promise<string[]> {
+  const text = await (await fetch(`${gw.internalUrl}/metrics`)).text();
+  return text.split("\n").filter((l) => l.startsWith(name));
+}
+
+/** Stores a fresh card and a profile; returns the ids the Knot webhook needs. */
+async function readyCard() {
+  const event = await dotva.issue(CARD);
+  expect((await dotva.deliver(gw.url, event)).delivered).toBe(true);
+  const data = event.data as { card_id: string; card_uuid: string };
+  const user = `user-${randomUUID()}`;
+  expect((await putProfile(gw.internalUrl, user)).status).toBe(201);
+  return { cardId: data.card_id, cardUuid: data.card_uuid, user, taskId: ++taskSeq };
+}
+
+async function jobOf(taskId: number, final = true) {
+  return waitFor(async () => {
+    const t = await internalGet(gw.internalUrl, `/v1/tasks/${taskId}`);
+    const job = t.body.job as { state: string; errorCode?: string; attempts: number } | undefined;
+    return job && (!final || job.state === "sent" || job.state === "failed") ? t.body : undefined;
+  });
+}
+
+describe("Dotva intake", () => {
+  it("stores a card.issued.secrets delivery; a duplicate changes nothing; a conflict keeps the first", async () => {
+    const event = await dotva.issue(CARD);
+    const uuid = (event.data as { card_uuid: string }).card_uuid;
+    expect(await postDotva(event)).toMatchObject({ status: 200, body: { outcome: "created" } });
+    expect(await postDotva(event)).toMatchObject({ status: 200, body: { outcome: "duplicate" } });
+    const other = { ...event, data: { ...(event.data as object), card_last4: "0000" } };
+    expect(await postDotva(other)).toMatchObject({ status: 200, body: { outcome: "conflict" } });
+    const card = await internalGet(gw.internalUrl, `/v1/cards/${uuid}`);
+    expect(card.body).toMatchObject({ cardLast4: "4242", conflicts: 1 });
+    expect(JSON.stringify(card.body)).not.toContain("secrets");
+    expect((await metric("gateway_dotva_conflicts_total"))[0]).toMatch(/ [1-9]\d*$/);
+  });
+
+  it("acknowledges and records unknown events", async () => {
+    const before = await gw.repo.countUnknownEvents("dotva");
+    expect(await postDotva({ type: "card.frozen", data: { card_uuid: randomUUID() } })).toMatchObject({
+      status: 200,
+      body: { outcome: "ignored_unknown_event" },
+    });
+    expect(await gw.repo.countUnknownEvents("dotva")).toBe(before + 1);
+  });
+
+  it("rejects a malformed card.issued.secrets naming the field, without echoing values", async () => {
+    const event = await dotva.issue(CARD);
+    const bad = { ...event, data: { ...(event.data as object), secrets_jwe: "not-a-jwe-SECRETVALUE" } };
+    const res = await postDotva(bad);
+    expect(res.status).toBe(400);
+    expect(res.body.error?.code).toBe("INVALID_BODY");
+    expect(res.body.error?.message).toMatch(/^data\.secrets_jwe /);
+    expect(JSON.stringify(res.body)).not.toContain("SECRETVALUE");
+    const noJson = await postDotva("{not json");
+    expect(noJson).toMatchObject({ status: 400, body: { error: { code: "INVALID_BODY" } } });
+  });
+
+  it("verifies the shared secret and the HMAC of the raw body, each on its own", async () => {
+    const event = await dotva.issue(CARD);
+    const text = JSON.stringify(event);
+    const good = dotva.headers(text);
+    const wrongSecret = { ...good, [DOTVA_SHARED.header]: "x".repeat(29) };
+    expect((await postDotva(text, wrongSecret)).body.error?.code).toBe("SENDER_UNAUTHENTICATED");
+    const { [DOTVA_SHARED.header]: _, ...noSecret } = good;
+    expect((await postDotva(text, noSecret)).status).toBe(401);
+    // Same headers, one byte of body changed: the HMAC no longer matches.
+    expect((await postDotva(text.replace("ws_demo", "ws_demx"), good)).status).toBe(401);
+    const base64Mac = {
+      ...good,
+      [DOTVA_HMAC.header]: `sha256=${Buffer.from(good[DOTVA_HMAC.header]!, "hex").toString("base64")}`,
+    };
+    expect((await postDotva(text, base64Mac)).status).toBe(200);
+  });
+
+  it("answers 415 for a non-JSON content type and 404 with a code for unknown routes", async () => {
+    const res = await fetch(`${gw.url}/webhooks/dotva`, {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: "x",
+    });
+    expect(res.status).toBe(415);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("UNSUPPORTED_MEDIA_TYPE");
+    const nf = await fetch(`${gw.url}/nope`);
+    expect(nf.status).toBe(404);
+    expect(((await nf.json()) as { error: { code: string } }).error.code).toBe("ROUTE_NOT_FOUND");
+  });
+});
+
+describe("Knot webhooks", () => {
+  it("refuses missing or wrong signatures with 401 and counts them", async () => {
+    const body = authenticatedEvent({ taskId: ++taskSeq, cardId: "c", externalUserId: "u" });
+    expect((await knot.sendWebhook(gw.url, body, { secret: "wrong-secret" })).status).toBe(401);
+    expect((await knot.sendWebhook(gw.url, body, { signature: "" })).status).toBe(401);
+    const res = await fetch(`${gw.url}/webhooks/knot`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("KNOT_SIGNATURE_INVALID");
+    const line = (await metric("gateway_webhooks_total")).find((l) => l.includes('outcome="bad_signature"'));
+    expect(line).toMatch(/ 3$/);
+    expect((await internalGet(gw.internalUrl, `/v1/tasks/${taskSeq}`)).status).toBe(404);
+  });
+
+  it("records MERCHANT_STATUS_UPDATE (signed without session_id) as merchant availability", async () => {
+    const body = {
+      event: "MERCHANT_STATUS_UPDATE",
+      merchant: { id: 77, name: "Hulu" },
+      data: { type: "card_switcher", status: "DOWN", platform: "web", sdk: null },
+      timestamp: Date.now(),
+    };
+    expect((await knot.sendWebhook(gw.url, body)).status).toBe(200);
+    const m = await internalGet(gw.internalUrl, "/v1/merchants");
+    expect(m.body.merchants).toContainEqual(
+      expect.objectContaining({ merchantId: "77", type: "card_switcher", platform: "web", status: "DOWN" }),
+    );
+  });
+
+  it("deduplicates Knot's retries and keeps task status with the CARD_FAILED reason", async () => {
+    const taskId = ++taskSeq;
+    const base = {
+      session_id: "s-x",
+      task_id: taskId,
+      external_user_id: "u-x",
+      merchant: { id: 3, name: "Netflix" },
+    };
+    const failed = {
+      ...base,
+      event: "CARD_FAILED",
+      data: { card_id: "c-x", reason: "card expired" },
+      timestamp: 2,
+    };
+    expect((await knot.sendWebhook(gw.url, failed)).body).toMatchObject({ outcome: "recorded" });
+    expect((await knot.sendWebhook(gw.url, failed)).body).toMatchObject({ outcome: "duplicate" });
+    await knot.sendWebhook(gw.url, {
+      ...base,
+      event: "CARD_UPDATING",
+      data: { card_id: "c-x" },
+      timestamp: 1,
+    });
+    const t = await internalGet(gw.internalUrl, `/v1/tasks/${taskId}`);
+    expect(t.body).toMatchObject({
+      state: "CARD_FAILED",
+      failureReason: "card expired",
+      merchantName: "Netflix",
+      sessionId: "s-x",
+    });
+    for (const event of [
+      "OTP_REQUIRED",
+      "LOGIN_APPROVAL",
+      "ACCOUNTS_RETRIEVED",
+      "NEW_TRANSACTIONS_AVAILABLE",
+    ]) {
+      expect((await knot.sendWebhook(gw.url, { ...base, event, timestamp: 3 })).status).toBe(200);
+    }
+  });
+});
+
+describe("send-card jobs", () => {
+  it("sends the card: AUTHENTICATED → custody → POST /card, decryptable and exact", async () => {
+    const c = await readyCard();
+    const t0 = Date.now();
+    const res = await knot.sendWebhook(
+      gw.url,
+      authenticatedEvent({ taskId: c.taskId, cardId: c.cardId, externalUserId: c.user }),
+    );
+    expect(res.status).toBe(200);
+    const task = await jobOf(c.taskId);
+    expect(task.job).toMatchObject({ state: "sent", knotStatus: 200 });
+    const got = knot.received.find((r) => r.taskId === String(c.taskId));
+    expect(got?.payload).toEqual({
+      user: PROFILE,
+      card: { number: CARD.pan, expiration: "08/2030", cvv: CARD.cvv },
+    });
+    expect(got!.receivedAt - t0).toBeLessThan(2_000);
+  });
+
+  it("finds the card by card_uuid too", async () => {
+    const c = await readyCard();
+    await knot.sendWebhook(
+      gw.url,
+      authenticatedEvent({ taskId: c.taskId, cardId: c.cardUuid, externalUserId: c.user }),
+    );
+    expect((await jobOf(c.taskId)).job).toMatchObject({ state: "sent" });
+  });
+
+  it("retries Knot 5xx with backoff and then succeeds", async () => {
+    const c = await readyCard();
+    const before = knot.cardRequests;
+    knot.faults.failNext = 2;
+    await knot.sendWebhook(
+      gw.url,
+      authenticatedEvent({ taskId: c.taskId, cardId: c.cardId, externalUserId: c.user }),
+    );
+    expect((await jobOf(c.taskId)).job).toMatchObject({ state: "sent" });
+    expect(knot.cardRequests - before).toBe(3);
+    expect((await metric("gateway_send_card_retries_total")).join()).toContain('reason="knot_unavailable"');
+  });
+
+  it("follows a same-origin redirect and retries custody UNAVAILABLE", async () => {
+    const c = await readyCard();
+    knot.faults.redirectOnce = true;
+    custody.faults.unavailableNext = 1;
+    await knot.sendWebhook(
+      gw.url,
+      authenticatedEvent({ taskId: c.taskId, cardId: c.cardId, externalUserId: c.user }),
+    );
+    expect((await jobOf(c.taskId)).job).toMatchObject({ state: "sent" });
+  });
+
+  it("INVALID_JWE after Knot rotates its key: refreshes the key once and succeeds", async () => {
+    const warm = await readyCard();
+    await knot.sendWebhook(
+      gw.url,
+      authenticatedEvent({ taskId: warm.taskId, cardId: warm.cardId, externalUserId: warm.user }),
+    );
+    await jobOf(warm.taskId);
+    const keyFetches = knot.jwkRequests;
+    knot.rotateKey();
+    const c = await readyCard();
+    await knot.sendWebhook(
+      gw.url,
+      authenticatedEvent({ taskId: c.taskId, cardId: c.cardId, externalUserId: c.user }),
+    );
+    expect((await jobOf(c.taskId)).job).toMatchObject({ state: "sent" });
+    expect(knot.jwkRequests - keyFetches).toBe(1);
+    expect(knot.rejected).toContainEqual({ taskId: String(c.taskId), code: "INVALID_JWE" });
+    expect(knot.received.find((r) => r.taskId === String(c.taskId))?.kid).toBe(knot.publicJwk.kid);
+  });
+
+  it("INVALID_JWE twice: refreshes only once, then stops and records Knot's code", async () => {
+    const c = await readyCard();
+    knot.faults.invalidJweOnce = true;
+    knot.faults.failNext = 0;
+    // A second INVALID_JWE right after the refresh: the refreshed key did not help, so it is final.
+    const origFetches = knot.jwkRequests;
+    const second = setInterval(() => {
+      if (knot.jwkRequests > origFetches) {
+        knot.faults.invalidJweOnce = true;
+        clearInterval(second);
+      }
+    }, 1);
+    await knot.sendWebhook(
+      gw.url,
+      authenticatedEvent({ taskId: c.taskId, cardId: c.cardId, externalUserId: c.user }),
+    );
+    const job = (await jobOf(c.taskId)).job as { state: string; errorCode: string; knotStatus: number };
+    clearInterval(second);
+    expect(job).toMatchObject({ state: "failed", errorCode: "KNOT_REJECTED", knotStatus: 400 });
+  });
+
+  it("other 4xx stop at once and are recorded", async () => {
+    const c = await readyCard();
+    const before = knot.cardRequests;
+    knot.faults.failNext = 1;
+    knot.faults.failStatus = 403;
+    try {
+      await knot.sendWebhook(
+        gw.url,
+        authenticatedEvent({ taskId: c.taskId, cardId: c.cardId, externalUserId: c.user }),
+      );
+      const job = (await jobOf(c.taskId)).job as Record<string, unknown>;
+      expect(job).toMatchObject({ state: "failed", errorCode: "KNOT_REJECTED", knotStatus: 403 });
+      expect(knot.cardRequests - before).toBe(1);
+    } finally {
+      knot.faults.failStatus = 503;
+    }
+  });
+
+  it("deadline exhaustion is recorded as failed and counted", async () => {
+    const c = await readyCard();
+    knot.faults.failNext = 10_000;
+    try {
+      await knot.sendWebhook(
+        gw.url,
+        authenticatedEvent({ taskId: c.taskId, cardId: c.cardId, externalUserId: c.user }),
+      );
+      const task = await jobOf(c.taskId);
+      const job = task.job as { completedAt: number; receivedAt: number; deadlineAt: number };
+      expect(task.job).toMatchObject({ state: "failed", errorCode: "DEADLINE_EXCEEDED", knotStatus: 503 });
+      expect(job.completedAt).toBeLessThanOrEqual(job.deadlineAt + 100);
+      expect((await metric("gateway_send_card_deadline_misses_total"))[0]).toMatch(/ [1-9]\d*$/);
+    } finally {
+      knot.faults.failNext = 0;
+    }
+  });
+
+  it("send_card false sends nothing and records why", async () => {
+    const c = await readyCard();
+    const before = knot.cardRequests;
+    await knot.sendWebhook(
+      gw.url,
+      authenticatedEvent({ taskId: c.taskId, cardId: c.cardId, externalUserId: c.user, sendCard: false }),
+    );
+    const t = await internalGet(gw.internalUrl, `/v1/tasks/${c.taskId}`);
+    expect(t.body).toMatchObject({ state: "AUTHENTICATED", sendCard: false });
+    expect(t.body.sendCardNote).toMatch(/send_card=false/);
+    expect(t.body.job).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(knot.cardRequests).toBe(before);
+  });
+
+  it("a missing cardholder profile fails the job with a code that says what to do", async () => {
+    const event = await dotva.issue(CARD);
+    await dotva.deliver(gw.url, event);
+    const taskId = ++taskSeq;
+    const cardId = (event.data as { card_id: string }).card_id;
+    await knot.sendWebhook(gw.url, authenticatedEvent({ taskId, cardId, externalUserId: "nobody" }));
+    expect((await jobOf(taskId)).job).toMatchObject({ state: "failed", errorCode: "CARDHOLDER_NOT_FOUND" });
+  });
+});
+
+describe("internal API", () => {
+  it("requires the bearer token", async () => {
+    const res = await fetch(`${gw.internalUrl}/v1/tasks/1`);
+    expect(res.status).toBe(401);
+    const wrong = await fetch(`${gw.internalUrl}/v1/tasks/1`, { headers: { authorization: "Bearer nope" } });
+    expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe("UNAUTHENTICATED");
+  });
+
+  it("validates profiles: E.164 phone, ISO 3166-1 alpha-2 country, no unknown members", async () => {
+    const badPhone = await putProfile(gw.internalUrl, "u1", { ...PROFILE, phone_number: "555-0123" });
+    expect(badPhone.status).toBe(400);
+    expect((badPhone.body.error as { message: string }).message).toMatch(/^phone_number /);
+    const badCountry = await putProfile(gw.internalUrl, "u1", {
+      ...PROFILE,
+      address: { ...PROFILE.address, country: "XX" },
+    });
+    expect((badCountry.body.error as { message: string }).message).toMatch(/^address\.country /);
+    const extra = await putProfile(gw.internalUrl, "u1", { ...PROFILE, card: { number: TEST_PANS[0] } });
+    expect(extra.status).toBe(400);
+    expect(JSON.stringify(extra.body)).not.toContain(TEST_PANS[0]);
+    expect((await putProfile(gw.internalUrl, "u1")).status).toBe(201);
+    expect((await putProfile(gw.internalUrl, "u1")).status).toBe(200);
+  });
+
+  it("validates path parameters and answers 404 with a code", async () => {
+    expect((await internalGet(gw.internalUrl, "/v1/cards/not-a-uuid")).body.error).toMatchObject({
+      code: "INVALID_PARAMETER",
+    });
+    expect((await internalGet(gw.internalUrl, `/v1/cards/${randomUUID()}`)).status).toBe(404);
+  });
+
+  it("reports readiness from storage and custody", async () => {
+    const res = await fetch(`${gw.internalUrl}/readyz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ready", checks: { storage: true, custody: true } });
+  });
+});
+
+describe("logs", () => {
+  it("never contain secrets_jwe, the JWE for Knot, PAN, CVV or credentials", async () => {
+    expect(logLines.length).toBeGreaterThan(5);
+    const all = logLines.join("");
+    const event = await dotva.issue(CARD);
+    const jwe = (event.data as { secrets_jwe: string }).secrets_jwe;
+    expect(all).not.toContain(jwe.slice(0, 40));
+    expect(all).not.toMatch(/eyJhbGciOiJSU0EtT0FFUC0yNTYi/);
+    for (const secret of [CARD.pan, KNOT_SECRET, DOTVA_SHARED.value, DOTVA_HMAC.secret])
+      expect(all).not.toContain(secret);
+    expect(all).toContain("card sent to Knot");
+  });
+});
