@@ -12,6 +12,8 @@ import { fileKeySource, type KeySource } from "../../src/custody/key-source.js";
 import { FileKeyStore } from "../../src/keystore/file/file-key-store.js";
 import { readManifest, writeManifest } from "../../src/keystore/file/manifest.js";
 import type { KeyState } from "../../src/keystore/key-store.js";
+import { privateKeyUnwrap } from "../../src/keystore/private-key-unwrap.js";
+import { pkcs11StoreFactory } from "../keystore/pkcs11/store-factory.js";
 
 export interface TestKeyStore {
   readonly source: KeySource;
@@ -82,4 +84,31 @@ const fileStore: StoreFactory = {
   },
 };
 
-export const STORE_FACTORIES: StoreFactory[] = [fileStore];
+/**
+ * The file store's keys, but unwrapped on the main thread through the MessagePort path a PKCS#11 token
+ * uses: proves that path (and its snapshot semantics) end to end without a token.
+ */
+const fileStoreMainThreadUnwrap: StoreFactory = {
+  name: "file, main-thread unwrap",
+  async create(dir, initial) {
+    const inner = await fileStore.create(dir, initial);
+    const source: KeySource = {
+      ...inner.source,
+      current() {
+        const snapshot = inner.source.current();
+        return {
+          generation: snapshot.generation,
+          lookup: (fp) => snapshot.lookup(fp),
+          access(fp) {
+            const access = snapshot.access(fp);
+            if (access.kind !== "in-worker") throw new Error("the file store hands out KeyObjects");
+            return { kind: "main-thread", unwrap: privateKeyUnwrap(access.privateKey) };
+          },
+        };
+      },
+    };
+    return { ...inner, source };
+  },
+};
+
+export const STORE_FACTORIES: StoreFactory[] = [fileStore, fileStoreMainThreadUnwrap, pkcs11StoreFactory];
