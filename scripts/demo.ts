@@ -1,63 +1,147 @@
 /**
- * npm run demo — a local demonstration of the re-encryption core, with no servers: a Dotva-like
- * issuer encrypts a test card to a custody key, custody's core re-encrypts it for a Knot-like
- * recipient, and the recipient decrypts and checks it. Prints each step; never prints card data
- * beyond the last four digits.
+ * npm run demo — the whole product on one machine: custody (mTLS, dev keys generated if missing), the
+ * gateway on SQLite in a temp directory, and the Dotva and Knot simulators. One test card goes through
+ * the full flow; each step is printed (never card data beyond the last four digits), everything is shut
+ * down, and the exit code says whether the card arrived at Knot intact.
  */
-import { generateKeyPairSync } from "node:crypto";
-import { CompactEncrypt, compactDecrypt } from "jose";
-import { fingerprintForms } from "../src/crypto/fingerprint.js";
-import { parseCompactJwe } from "../src/crypto/jwe-decrypt.js";
-import { parseKnotJwk } from "../src/crypto/knot-jwk.js";
-import { parseKnotUser } from "../src/custody/card/knot-user.js";
-import { reencryptForKnot } from "../src/custody/reencrypt.js";
-import { privateKeyUnwrap } from "../src/keystore/private-key-unwrap.js";
+import { randomBytes, randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { DotvaSimulator, TEST_PANS } from "../src/simulators/dotva-simulator.js";
+import { authenticatedEvent, KnotSimulator } from "../src/simulators/knot-simulator.js";
+import {
+  dotvaPublicKeyPem,
+  type Proc,
+  startCustodyProcess,
+  startGatewayProcess,
+} from "../src/simulators/processes.js";
+import { makeDevPki } from "./dev-pki.js";
 
 const step = (n: number, text: string) => console.log(`[${n}] ${text}`);
+const secret = () => randomBytes(24).toString("base64url");
+const procs: Proc[] = [];
+const work = mkdtempSync(join(tmpdir(), "card-custody-demo-"));
+let knot: KnotSimulator | undefined;
 
-const custodyKey = generateKeyPairSync("rsa", { modulusLength: 2048 });
-const { canonical } = fingerprintForms(custodyKey.publicKey);
-step(1, `custody key generated; fingerprint ${canonical}`);
+async function main(): Promise<boolean> {
+  const pki = makeDevPki(fileURLToPath(new URL("../keys/dev/", import.meta.url)));
+  step(1, `dev PKI and Dotva key ready in ${pki.dir}`);
 
-const card = { pan: "4242424242424242", cvv: "123", expiry_month: "8", expiry_year: "30" };
-const secretsJwe = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(card)))
-  .setProtectedHeader({ alg: "RSA-OAEP-256", enc: "A256GCM" })
-  .encrypt(custodyKey.publicKey);
-step(2, `Dotva encrypts a test card to that key: secrets_jwe of ${secretsJwe.length} characters`);
+  const knotSecret = secret();
+  knot = new KnotSimulator({
+    clientId: "demo-client",
+    secret: knotSecret,
+    privateKeyPem: readFileSync(pki.knotPrivateKey, "utf8"),
+    kid: "knot-dev",
+  });
+  await knot.start();
+  step(2, `Knot simulator on ${knot.url} (serves /jwe/key, decrypts and checks POST /card)`);
 
-const knotKey = generateKeyPairSync("rsa", { modulusLength: 2048 });
-const knotJwk = JSON.stringify({
-  ...knotKey.publicKey.export({ format: "jwk" }),
-  kid: "knot-demo",
-  use: "enc",
-});
-const recipient = parseKnotJwk(knotJwk);
-step(3, `Knot publishes its JWE key; RFC 7638 thumbprint ${recipient.thumbprint}`);
+  const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()]);
+  procs.push(custody.proc);
+  step(3, `custody listening on ${custody.address} (mTLS, Knot key pinned by thumbprint)`);
 
-const out = await reencryptForKnot({
-  jwe: parseCompactJwe(secretsJwe),
-  unwrap: privateKeyUnwrap(custodyKey.privateKey),
-  recipient,
-  user: parseKnotUser({
+  const internalToken = secret() + secret();
+  const dotvaSecret = { header: "x-dotva-secret", value: secret() };
+  const gw = await startGatewayProcess({
+    GATEWAY_ENV: "production",
+    GATEWAY_HOST: "127.0.0.1",
+    GATEWAY_LOG_LEVEL: "warn",
+    GATEWAY_STORAGE: "sqlite",
+    GATEWAY_SQLITE_PATH: join(work, "gateway.sqlite"),
+    GATEWAY_INTERNAL_TOKEN: internalToken,
+    DOTVA_SHARED_SECRET: dotvaSecret.value,
+    KNOT_BASE_URL: knot.url,
+    KNOT_CLIENT_ID: "demo-client",
+    KNOT_CLIENT_SECRET: knotSecret,
+    CUSTODY_ADDRESS: custody.address,
+    CUSTODY_SERVER_NAME: "localhost",
+    CUSTODY_CA_FILE: pki.caCert,
+    CUSTODY_CERT_FILE: pki.gateway.cert,
+    CUSTODY_KEY_FILE: pki.gateway.key,
+  });
+  procs.push(gw.proc);
+  const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { status: string };
+  step(4, `gateway on ${gw.url}, SQLite in ${work}; readiness: ${ready.status}`);
+
+  const api = (method: string, path: string, body?: unknown) =>
+    fetch(`${gw.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${internalToken}`, "content-type": "application/json" },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+
+  const dotva = new DotvaSimulator(dotvaPublicKeyPem(pki.dotvaKeyDir), { sharedSecret: dotvaSecret });
+  const card = { pan: TEST_PANS[0], cvv: "123", expiry_month: "8", expiry_year: "30" };
+  const event = await dotva.issue(card);
+  const data = event.data as { card_uuid: string; card_id: string };
+  const delivery = await dotva.deliver(gw.url, event, { copies: 2 });
+  step(
+    5,
+    `Dotva delivers card.issued.secrets for card ending ${card.pan.slice(-4)} twice: ${delivery.statuses.join(", ")}`,
+  );
+  const stored = await api("GET", `/v1/cards/${data.card_uuid}`);
+  step(
+    6,
+    `gateway stored card ${data.card_uuid} (key ${String(stored.body.keyFingerprint).slice(0, 23)}...)`,
+  );
+
+  const user = `demo-user-${randomUUID().slice(0, 8)}`;
+  const profile = {
     name: { first_name: "Ada", last_name: "Lovelace" },
     address: {
       street: "100 Main Street",
-      city: "New York",
+      city: "NEW YORK",
       region: "NY",
       postal_code: "10001",
       country: "US",
     },
     phone_number: "+14155550123",
-  }),
-  now: new Date(),
-});
-step(4, `custody re-encrypts for Knot: card ending ${out.cardLast4}, JWE of ${out.jwe.length} characters`);
+  };
+  step(7, `cardholder profile for ${user}: ${(await api("PUT", `/v1/cardholders/${user}`, profile)).status}`);
 
-const { plaintext } = await compactDecrypt(out.jwe, knotKey.privateKey);
-const payload = JSON.parse(new TextDecoder().decode(plaintext));
-const ok =
-  payload.card.number === card.pan &&
-  payload.card.expiration === "08/2030" &&
-  payload.user.name.first_name === "Ada";
-step(5, `Knot decrypts the payload: ${ok ? "card and cardholder match" : "MISMATCH"}`);
+  const taskId = 25605;
+  const t0 = Date.now();
+  const hook = await knot.sendWebhook(
+    gw.url,
+    authenticatedEvent({ taskId, cardId: data.card_id, externalUserId: user }),
+  );
+  step(8, `Knot sends AUTHENTICATED (send_card=true) for task ${taskId}: gateway answers ${hook.status}`);
+
+  let job: Record<string, unknown> | undefined;
+  while (Date.now() - t0 < 15_000) {
+    const t = await api("GET", `/v1/tasks/${taskId}`);
+    job = t.body.job as Record<string, unknown> | undefined;
+    if (job && (job.state === "sent" || job.state === "failed")) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  step(9, `send-card job ${String(job?.state)} after ${Date.now() - t0} ms (Knot allows 15000 ms)`);
+
+  const got = knot.received.find((r) => r.taskId === String(taskId));
+  const ok =
+    job?.state === "sent" &&
+    got?.payload.card.number === card.pan &&
+    got.payload.card.expiration === "08/2030" &&
+    got.payload.card.cvv === card.cvv &&
+    got.payload.user.name.last_name === "Lovelace";
+  step(
+    10,
+    `Knot decrypted POST /card: ${ok ? `card ending ${got?.payload.card.number.slice(-4)}, expiry and cardholder match` : "MISMATCH"}`,
+  );
+  return ok;
+}
+
+let ok = false;
+try {
+  ok = await main();
+} catch (error) {
+  console.error(`demo failed: ${(error as Error).message}`);
+} finally {
+  await Promise.all(procs.map((p) => p.stop()));
+  await knot?.close();
+  rmSync(work, { recursive: true, force: true });
+  step(11, `everything stopped; ${ok ? "demo succeeded" : "demo FAILED"}`);
+}
 process.exit(ok ? 0 : 1);
