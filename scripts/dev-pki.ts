@@ -54,7 +54,7 @@ function rsaPair() {
   return { ...pair, forgePrivate: toForgeKey(pair.privateKey) };
 }
 
-interface Issuer {
+export interface Issuer {
   readonly cert: forge.pki.Certificate;
   readonly key: forge.pki.rsa.PrivateKey;
 }
@@ -111,6 +111,44 @@ function writeKeyPair(dir: string, name: string, cert: forge.pki.Certificate, ke
   writeFileSync(paths.key, key.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
   chmodSync(paths.key, 0o600);
   return paths;
+}
+
+/** A CA (self-signed) for tests that need their own chain, e.g. Knot's x5c. */
+export function makeCa(cn: string, notBefore: Date, notAfter: Date): Issuer & { pem: string } {
+  const pair = rsaPair();
+  const cert = makeCert({
+    cn,
+    publicKey: pair.publicKey,
+    signingKey: pair.forgePrivate,
+    ca: true,
+    notBefore,
+    notAfter,
+  });
+  return { cert, key: pair.forgePrivate, pem: forge.pki.certificateToPem(cert) };
+}
+
+/** An end-entity certificate for `publicKey`, as base64 DER (the form JWK x5c entries take). */
+export function issueLeafDer(
+  issuer: Issuer,
+  publicKey: KeyObject,
+  cn: string,
+  notBefore: Date,
+  notAfter: Date,
+): string {
+  const cert = makeCert({
+    cn,
+    publicKey,
+    issuer,
+    signingKey: issuer.key,
+    notBefore,
+    notAfter,
+    usage: "server",
+  });
+  return forge.util.encode64(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes());
+}
+
+export function certificateDer(cert: forge.pki.Certificate): string {
+  return forge.util.encode64(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes());
 }
 
 export function devPkiPaths(dir: string): DevPki {

@@ -1,0 +1,124 @@
+/**
+ * Recipient policy through the service (x5c chains to a configured root; the development allow-any
+ * mode, logged on every call) and per-caller overload.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { certificateDer, issueLeafDer, makeCa } from "../../scripts/dev-pki.js";
+import { fingerprintForms } from "../../src/crypto/fingerprint.js";
+import type { RunningCustody } from "../../src/custody/server.js";
+import { USER } from "../support/profile.js";
+import {
+  baseEnv,
+  custodyClient,
+  dotvaJwe,
+  type LogCapture,
+  reencrypt,
+  rsaKeyPair,
+  startTestCustody,
+  tempDir,
+  testPki,
+} from "./harness.js";
+import { STORE_FACTORIES } from "./stores.js";
+
+const DAY = 86_400_000;
+const now = Date.now();
+const valid: [Date, Date] = [new Date(now - DAY), new Date(now + 30 * DAY)];
+
+describe("recipient policy and limits", () => {
+  const pki = testPki();
+  const dotva = rsaKeyPair();
+  const knot = rsaKeyPair();
+  const root = makeCa("Knot test root", ...valid);
+  const otherRoot = makeCa("Not Knot", ...valid);
+  const servers: RunningCustody[] = [];
+  let x5cServer: { custody: RunningCustody; log: LogCapture };
+  let devServer: { custody: RunningCustody; log: LogCapture };
+
+  const jwkWith = (x5c?: string[]) =>
+    JSON.stringify({ ...knot.publicKey.export({ format: "jwk" }), ...(x5c ? { x5c } : {}) });
+  const request = async (knot_jwk: string, request_id = "policy") => ({
+    secrets_jwe: await dotvaJwe(dotva.publicKey),
+    key_fingerprint: fingerprintForms(dotva.publicKey).canonical,
+    knot_jwk,
+    user: USER,
+    request_id,
+  });
+
+  beforeAll(async () => {
+    const dir = tempDir("policy");
+    const rootsFile = join(dir, "knot-roots.pem");
+    writeFileSync(rootsFile, root.pem);
+    const keys = () =>
+      STORE_FACTORIES[0]!.create(tempDir("policy-keys"), [
+        { name: "d", privateKey: dotva.privateKey, state: "active" },
+      ]);
+    x5cServer = await startTestCustody(
+      baseEnv(pki, { CUSTODY_RECIPIENT_PINS: "", CUSTODY_RECIPIENT_ROOTS: rootsFile }),
+      (await keys()).source,
+    );
+    devServer = await startTestCustody(
+      baseEnv(pki, {
+        CUSTODY_RECIPIENT_PINS: "",
+        CUSTODY_DEV_ALLOW_ANY_RECIPIENT: "1",
+        CUSTODY_RATE_PER_SECOND: "1",
+        CUSTODY_RATE_BURST: "3",
+      }),
+      (await keys()).source,
+    );
+    servers.push(x5cServer.custody, devServer.custody);
+  });
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.shutdown(2000)));
+  });
+
+  it("accepts a Knot key whose x5c chains to a configured root, with or without the root in the chain", async () => {
+    const client = custodyClient(x5cServer.custody.port, pki);
+    const leaf = issueLeafDer(root, knot.publicKey, "knot", ...valid);
+    for (const x5c of [[leaf], [leaf, certificateDer(root.cert)]]) {
+      const out = await reencrypt(client, await request(jwkWith(x5c), "x5c-ok"));
+      expect(out.ok ? "ok" : out.reason).toBe("ok");
+    }
+    expect(x5cServer.log.audits().at(-1)).toMatchObject({ outcome: "OK", recipient_basis: "x5c" });
+    client.close();
+  });
+
+  it.each([
+    ["has no x5c", () => undefined],
+    ["has an x5c leaf for another key", () => [issueLeafDer(root, rsaKeyPair().publicKey, "knot", ...valid)]],
+    [
+      "has an expired leaf",
+      () => [issueLeafDer(root, knot.publicKey, "knot", new Date(now - 10 * DAY), new Date(now - DAY))],
+    ],
+    ["has a leaf from another root", () => [issueLeafDer(otherRoot, knot.publicKey, "knot", ...valid)]],
+    ["claims the root itself as its chain", () => [certificateDer(root.cert)]],
+  ])("refuses a Knot key that %s: PERMISSION_DENIED RECIPIENT_NOT_ALLOWED", async (_what, x5c) => {
+    const client = custodyClient(x5cServer.custody.port, pki);
+    const out = await reencrypt(client, await request(jwkWith(x5c())));
+    client.close();
+    expect(out.ok ? "ok" : [out.code, out.reason]).toEqual([
+      status.PERMISSION_DENIED,
+      "RECIPIENT_NOT_ALLOWED",
+    ]);
+  });
+
+  it("in the development allow-any mode, accepts any key and logs a warning on every call; overload is RESOURCE_EXHAUSTED", async () => {
+    const client = custodyClient(devServer.custody.port, pki);
+    const outs = [];
+    for (let i = 0; i < 4; i++) outs.push(await reencrypt(client, await request(jwkWith(), `dev-${i}`)));
+    client.close();
+    expect(outs.map((o) => (o.ok ? "ok" : `${o.code}:${o.reason}`))).toEqual([
+      "ok",
+      "ok",
+      "ok",
+      `${status.RESOURCE_EXHAUSTED}:OVERLOADED`,
+    ]);
+    const lines = devServer.log.lines();
+    expect(lines.filter((l) => l.msg === "DEV MODE: recipient allowed without policy")).toHaveLength(3);
+    expect(lines.some((l) => String(l.msg).startsWith("DEV MODE: CUSTODY_DEV_ALLOW_ANY_RECIPIENT"))).toBe(
+      true,
+    );
+  });
+});
