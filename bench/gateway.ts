@@ -1,0 +1,204 @@
+/**
+ * npm run bench:gateway — the gateway against the simulators, with a Fastify hello-world measured in the
+ * same run as the reference (BENCHMARKS.md explains the method).
+ *
+ * 1. hello-world: closed-loop POSTs of a Dotva-sized JSON body to a bare Fastify process.
+ * 2. durable intake: the same load against POST /webhooks/dotva on SQLite (WAL, synchronous=FULL, group
+ *    commit), every request a new card, counted only when answered 200 (= committed).
+ * 3. AUTHENTICATED → POST /card: open-loop AUTHENTICATED webhooks at BENCH_SEND_RATE/s (default 50) for
+ *    BENCH_SEND_SECONDS; latency from sending the webhook to the Knot simulator holding the decrypted card,
+ *    through custody over mTLS.
+ *
+ * Everything listens on 127.0.0.1; every phase is bounded in time. Ends with one JSON line.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { makeDevPki } from "../scripts/dev-pki.js";
+import { DotvaSimulator, TEST_PANS } from "../src/simulators/dotva-simulator.js";
+import { authenticatedEvent, KnotSimulator } from "../src/simulators/knot-simulator.js";
+import {
+  dotvaPublicKeyPem,
+  freePort,
+  httpOk,
+  type Proc,
+  startCustodyProcess,
+  startGatewayProcess,
+  startTs,
+  waitUntil,
+} from "../src/simulators/processes.js";
+import { closedLoop } from "./http-load.js";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
+const SEND_RATE = Number(process.env.BENCH_SEND_RATE ?? 50);
+const SEND_SECONDS = Number(process.env.BENCH_SEND_SECONDS ?? 6);
+
+const procs: Proc[] = [];
+const work = mkdtempSync(join(tmpdir(), "bench-gateway-"));
+const load1 = loadavg()[0]!;
+const secret = () => randomBytes(24).toString("base64url");
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+
+async function main() {
+  const pki = makeDevPki(fileURLToPath(new URL("../keys/dev/", import.meta.url)));
+  const knotSecret = secret();
+  const knot = new KnotSimulator({
+    clientId: "bench",
+    secret: knotSecret,
+    privateKeyPem: readFileSync(pki.knotPrivateKey, "utf8"),
+    kid: "knot-dev",
+  });
+  await knot.start();
+  const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()]);
+  procs.push(custody.proc);
+
+  const dotvaSecret = { header: "x-dotva-secret", value: secret() };
+  const dotva = new DotvaSimulator(dotvaPublicKeyPem(pki.dotvaKeyDir), { sharedSecret: dotvaSecret });
+  // One real JWE; each request gets its own card_uuid/card_id (the gateway never decrypts at intake).
+  const template = await dotva.issue({ pan: TEST_PANS[0], cvv: "123", expiry_month: 8, expiry_year: 2030 });
+  const bodyFor = (i: number) => {
+    const e = {
+      ...template,
+      data: { ...(template.data as object), card_uuid: randomUUID(), card_id: `bench_${i}` },
+    };
+    const text = JSON.stringify(e);
+    return { text, headers: dotva.headers(text) };
+  };
+
+  // 1. reference
+  const helloPort = await freePort();
+  const hello = startTs("bench/hello-server.ts", { GATEWAY_PORT: String(helloPort) });
+  procs.push(hello);
+  await waitUntil("hello", () => httpOk(`http://127.0.0.1:${helloPort}/healthz`), hello);
+  await closedLoop({
+    url: `http://127.0.0.1:${helloPort}/webhooks/dotva`,
+    concurrency: CONCURRENCY,
+    seconds: 1,
+    body: bodyFor,
+  });
+  const helloRun = await closedLoop({
+    url: `http://127.0.0.1:${helloPort}/webhooks/dotva`,
+    concurrency: CONCURRENCY,
+    seconds: SECONDS,
+    body: bodyFor,
+  });
+  await hello.stop();
+  console.log(`hello-world: ${helloRun.perSecond.toFixed(0)} req/s (${helloRun.failed} failed)`);
+
+  // 2. durable intake
+  const internalToken = secret() + secret();
+  const gw = await startGatewayProcess({
+    GATEWAY_ENV: "production",
+    GATEWAY_HOST: "127.0.0.1",
+    GATEWAY_LOG_LEVEL: "warn",
+    GATEWAY_STORAGE: "sqlite",
+    GATEWAY_SQLITE_PATH: join(work, "gateway.sqlite"),
+    GATEWAY_INTERNAL_TOKEN: internalToken,
+    DOTVA_SHARED_SECRET: dotvaSecret.value,
+    KNOT_BASE_URL: knot.url,
+    KNOT_CLIENT_ID: "bench",
+    KNOT_CLIENT_SECRET: knotSecret,
+    CUSTODY_ADDRESS: custody.address,
+    CUSTODY_SERVER_NAME: "localhost",
+    CUSTODY_CA_FILE: pki.caCert,
+    CUSTODY_CERT_FILE: pki.gateway.cert,
+    CUSTODY_KEY_FILE: pki.gateway.key,
+  });
+  procs.push(gw.proc);
+  let seq = 0;
+  const next = () => bodyFor(1_000_000 + seq++);
+  await closedLoop({ url: `${gw.url}/webhooks/dotva`, concurrency: CONCURRENCY, seconds: 1, body: next });
+  const intake = await closedLoop({
+    url: `${gw.url}/webhooks/dotva`,
+    concurrency: CONCURRENCY,
+    seconds: SECONDS,
+    body: next,
+  });
+  console.log(`durable intake: ${intake.perSecond.toFixed(0)} req/s (${intake.failed} failed)`);
+
+  // 3. AUTHENTICATED → POST /card at a fixed rate
+  const api = (path: string, body: unknown) =>
+    fetch(`${gw.url}${path}`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${internalToken}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  await api("/v1/cardholders/bench-user", {
+    name: { first_name: "Ada", last_name: "Lovelace" },
+    address: {
+      street: "100 Main Street",
+      city: "NEW YORK",
+      region: "NY",
+      postal_code: "10001",
+      country: "US",
+    },
+    phone_number: "+14155550123",
+  });
+  const total = SEND_RATE * SEND_SECONDS;
+  const warm = Math.min(10, total);
+  const sentAt = new Map<string, number>();
+  const start = performance.now();
+  const webhooks: Promise<unknown>[] = [];
+  for (let i = 0; i < total + warm; i++) {
+    const due = start + (i * 1000) / SEND_RATE;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const taskId = 900_000 + i;
+    sentAt.set(String(taskId), Date.now());
+    webhooks.push(
+      knot.sendWebhook(
+        gw.url,
+        authenticatedEvent({
+          taskId,
+          cardId: `bench_${1_000_000 + (i % seq)}`,
+          externalUserId: "bench-user",
+        }),
+      ),
+    );
+  }
+  await Promise.all(webhooks);
+  const deadline = Date.now() + 20_000;
+  while (knot.received.length < total + warm && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 50));
+  const latencies = knot.received
+    .filter((r) => Number(r.taskId) >= 900_000 + warm)
+    .map((r) => r.receivedAt - sentAt.get(r.taskId)!)
+    .sort((a, b) => a - b);
+  const p50 = pct(latencies, 50);
+  const p99 = pct(latencies, 99);
+  console.log(
+    `AUTHENTICATED→card at ${SEND_RATE}/s: ${latencies.length}/${total} delivered, p50 ${p50} ms, p99 ${p99} ms`,
+  );
+  await knot.close();
+
+  const result = {
+    bench: "gateway",
+    seconds: SECONDS,
+    concurrency: CONCURRENCY,
+    hello_per_s: Math.round(helloRun.perSecond),
+    intake_per_s: Math.round(intake.perSecond),
+    intake_failed: intake.failed,
+    intake_vs_hello: Number((intake.perSecond / helloRun.perSecond).toFixed(3)),
+    send_rate_per_s: SEND_RATE,
+    sends: total,
+    sends_delivered: latencies.length,
+    send_p50_ms: p50,
+    send_p99_ms: p99,
+    storage: "sqlite WAL synchronous=FULL group-commit",
+    load_average_1m_before: Number(load1.toFixed(2)),
+  };
+  return result;
+}
+
+let result: object | undefined;
+try {
+  result = await main();
+} finally {
+  await Promise.all(procs.map((p) => p.stop()));
+  rmSync(work, { recursive: true, force: true });
+}
+console.log(JSON.stringify(result));
