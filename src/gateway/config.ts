@@ -239,6 +239,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
   ) {
     throw new ConfigError("GATEWAY_INTERNAL_PORT: must differ from GATEWAY_PORT");
   }
+  if (e.SEND_CARD_LEASE_MS <= e.SEND_CARD_ATTEMPT_TIMEOUT_MS) {
+    throw new ConfigError("SEND_CARD_LEASE_MS: must be longer than SEND_CARD_ATTEMPT_TIMEOUT_MS");
+  }
   const tls: CustodyTls | "insecure" = e.CUSTODY_INSECURE
     ? "insecure"
     : {

@@ -84,7 +84,10 @@ beforeAll(async () => {
   await knot.start();
   custody = await startCustodyProcess(pki, pins);
   procs.push(custody.proc);
-  dotva = new DotvaSimulator(dotvaPublicKeyPem(pki.dotvaKeyDir), { sharedSecret: DOTVA_SHARED, hmac: DOTVA_HMAC });
+  dotva = new DotvaSimulator(dotvaPublicKeyPem(pki.dotvaKeyDir), {
+    sharedSecret: DOTVA_SHARED,
+    hmac: DOTVA_HMAC,
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -256,7 +259,11 @@ describe("crash safety (kill -9)", () => {
 
   it("a send-card job interrupted by the kill completes after restart within its deadline", async () => {
     const sqlitePath = join(tmp, "crash-job.sqlite");
-    const jobEnv = { SEND_CARD_DEADLINE_MS: "12000", SEND_CARD_LEASE_MS: "1000" };
+    const jobEnv = {
+      SEND_CARD_DEADLINE_MS: "12000",
+      SEND_CARD_LEASE_MS: "1000",
+      SEND_CARD_ATTEMPT_TIMEOUT_MS: "800",
+    };
     let gw = await gateway(jobEnv, { sqlitePath });
     const c = await issueAndProfile(gw.url);
     await dotva.deliver(gw.url, c.event);

@@ -71,7 +71,10 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
       );
     }
     if (!(await ctx.repo.renewLease(job.taskId, ctx.owner, now() + ctx.leaseMs))) throw new LeaseLost();
-    const budget = () => Math.max(1, Math.min(ctx.attemptTimeoutMs, job.deadlineAt - now()));
+    // One budget for the whole attempt (key, custody, POST), shorter than the lease, so no other worker
+    // can take the job over while this attempt may still reach Knot.
+    const attemptEnd = Math.min(now() + ctx.attemptTimeoutMs, job.deadlineAt);
+    const budget = () => Math.max(1, attemptEnd - now());
     try {
       const knotJwk = await ctx.knot.jwk(budget());
       const out = await ctx.custody.reencrypt(
