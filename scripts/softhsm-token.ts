@@ -35,6 +35,24 @@ export async function softHsmToken(
   process.env.SOFTHSM2_CONF = conf;
   if (existsSync(pinFile) && existsSync(tokens)) return { conf, pinFile, label, uri };
 
+  initToken(tokens, conf, pinFile, label);
+  await withTokenSession({ modulePath: SOFTHSM_MODULE, token: { label }, pin: { file: pinFile } }, (admin) =>
+    generateInToken(admin, keyLabel, Buffer.from([1]), 2048),
+  );
+  return { conf, pinFile, label, uri };
+}
+
+/** An empty token (no keys) in `dir`, for callers that import their own. */
+export function emptySoftHsmToken(dir: string, label: string): Omit<SoftHsmToken, "uri"> {
+  const tokens = join(dir, "tokens");
+  const conf = join(dir, "softhsm2.conf");
+  const pinFile = join(dir, "user.pin");
+  process.env.SOFTHSM2_CONF = conf;
+  initToken(tokens, conf, pinFile, label);
+  return { conf, pinFile, label };
+}
+
+function initToken(tokens: string, conf: string, pinFile: string, label: string): void {
   mkdirSync(tokens, { recursive: true, mode: 0o700 });
   writeFileSync(conf, `directories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\n`);
   writeFileSync(pinFile, `${randomBytes(12).toString("hex")}\n`, { mode: 0o600 });
@@ -59,8 +77,4 @@ export async function softHsmToken(
   } finally {
     releaseModule(SOFTHSM_MODULE);
   }
-  await withTokenSession({ modulePath: SOFTHSM_MODULE, token: { label }, pin: { file: pinFile } }, (admin) =>
-    generateInToken(admin, keyLabel, Buffer.from([1]), 2048),
-  );
-  return { conf, pinFile, label, uri };
 }
