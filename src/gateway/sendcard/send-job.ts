@@ -70,7 +70,11 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
         ),
       );
     }
-    if (!(await ctx.repo.renewLease(job.taskId, ctx.owner, now() + ctx.leaseMs))) throw new LeaseLost();
+    // The claim itself granted a full lease; later attempts extend it first.
+    const firstAttempt = retry === 0 && !keyRefreshed;
+    if (!firstAttempt && !(await ctx.repo.renewLease(job.taskId, ctx.owner, now() + ctx.leaseMs))) {
+      throw new LeaseLost();
+    }
     // One budget for the whole attempt (key, custody, POST), shorter than the lease, so no other worker
     // can take the job over while this attempt may still reach Knot.
     const attemptEnd = Math.min(now() + ctx.attemptTimeoutMs, job.deadlineAt);

@@ -21,11 +21,16 @@ export class SendCardWorker {
   private ticking = false;
   private again = false;
   private stopped = false;
+  // Expiry sweeps ride on the poll timer only: a wake-up for a fresh job should cost one write, not two.
+  private expireDue = true;
 
   constructor(private readonly opts: WorkerOptions) {}
 
   start(): void {
-    this.timer = setInterval(() => this.wake(), this.opts.pollMs);
+    this.timer = setInterval(() => {
+      this.expireDue = true;
+      this.wake();
+    }, this.opts.pollMs);
     this.timer.unref();
     this.wake();
   }
@@ -51,7 +56,9 @@ export class SendCardWorker {
   private async tick(): Promise<void> {
     const { repo, metrics } = this.opts;
     const now = Date.now();
-    for (const taskId of await repo.expireJobs(now)) {
+    const expired = this.expireDue ? await repo.expireJobs(now) : [];
+    this.expireDue = false;
+    for (const taskId of expired) {
       metrics.deadlineMisses.inc();
       metrics.sendCardOutcomes.inc({ outcome: "failed", code: "DEADLINE_EXCEEDED" });
       this.opts.log.warn({ taskId }, "send-card job expired unattempted or abandoned");
