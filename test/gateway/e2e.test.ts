@@ -144,7 +144,8 @@ describe("end to end on SQLite", () => {
       user: PROFILE,
       card: { number: CARD.pan, expiration: "03/2031", cvv: "737" },
     });
-    expect(got[0]!.receivedAt - t0).toBeLessThan(3_000);
+    // Well inside Knot's 15 s even on a loaded shared machine (typically tens of ms).
+    expect(got[0]!.receivedAt - t0).toBeLessThan(5_000);
   });
 
   it("Knot 5xx, then success", async () => {

@@ -251,7 +251,8 @@ describe("send-card jobs", () => {
       user: PROFILE,
       card: { number: CARD.pan, expiration: "08/2030", cvv: CARD.cvv },
     });
-    expect(got!.receivedAt - t0).toBeLessThan(2_000);
+    // Well inside Knot's 15 s even on a loaded shared machine (typically tens of ms).
+    expect(got!.receivedAt - t0).toBeLessThan(5_000);
   });
 
   it("finds the card by card_uuid too", async () => {
