@@ -4,12 +4,13 @@
  * (signals, environment); tests and the benchmark call `startCustody` directly.
  */
 import { type FSWatcher, watch } from "node:fs";
+import { TLSSocket } from "node:tls";
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { FileKeyStore } from "../keystore/file/file-key-store.js";
 import { Pkcs11KeyStore } from "../keystore/pkcs11/pkcs11-key-store.js";
 import { loadCustodyProto, loadHealthProto } from "../shared/proto.js";
-import { identityFromCertificate } from "./caller-identity.js";
+import { type CallerIdentity, identityFromCertificate } from "./caller-identity.js";
 import { CallerLimits } from "./caller-limits.js";
 import type { CustodyConfig, KeyStoreConfig } from "./config.js";
 import { HealthState } from "./health.js";
@@ -45,8 +46,34 @@ export async function openKeySource(config: KeyStoreConfig, logger?: Logger): Pr
 
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
 
-function callerOf(call: AnyCall) {
-  return identityFromCertificate(call.getAuthContext()?.sslPeerCertificate);
+/**
+ * grpc-js's getAuthContext() runs TLSSocket.getPeerCertificate() — a full certificate-to-object
+ * conversion — on every call; measured at a sizeable share of the main thread under load. The identity
+ * cannot change within one TLS connection (TLS 1.3 has no renegotiation), so it is computed once per socket. Reaching the socket goes
+ * through grpc-js internals; when that path is not there (another grpc-js version), every call takes
+ * the public, uncached route.
+ */
+const identityBySocket = new WeakMap<TLSSocket, CallerIdentity | undefined>();
+
+interface InternalCall {
+  nextCall?: InternalCall;
+  stream?: { session?: { socket?: unknown } };
+}
+
+function tlsSocketOf(call: AnyCall): TLSSocket | undefined {
+  // ServerUnaryCall.call is the base call, or a chain of interceptor calls ending in it.
+  let inner = (call as unknown as { call?: InternalCall }).call;
+  for (let depth = 0; inner && !inner.stream && depth < 8; depth++) inner = inner.nextCall;
+  const socket = inner?.stream?.session?.socket;
+  return socket instanceof TLSSocket && socket.authorized ? socket : undefined;
+}
+
+function callerOf(call: AnyCall): CallerIdentity | undefined {
+  const socket = tlsSocketOf(call);
+  if (socket && identityBySocket.has(socket)) return identityBySocket.get(socket);
+  const identity = identityFromCertificate(call.getAuthContext()?.sslPeerCertificate);
+  if (socket) identityBySocket.set(socket, identity);
+  return identity;
 }
 
 export async function startCustody(
