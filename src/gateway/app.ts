@@ -118,7 +118,13 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
 
   const pub = baseApp(config, logger);
   registerDotvaRoute(pub, { config, repo, metrics });
-  registerKnotRoute(pub, { config, repo, metrics, onSendCardJob: () => worker.wake() });
+  registerKnotRoute(pub, {
+    config,
+    repo,
+    metrics,
+    jobClaim: () => ({ owner: worker.owner, leaseUntil: Date.now() + sc.leaseMs }),
+    onSendCardJob: (job) => worker.runClaimed(job),
+  });
   const internal = config.internalPort !== undefined ? baseApp(config, logger) : pub;
   registerInternalRoutes(internal, repo, config.internalToken);
   registerHealthRoutes(internal, { repo, custody, metrics });

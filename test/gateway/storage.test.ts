@@ -106,7 +106,7 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
 
   it("deduplicates Knot events and keeps the newest state per task", async () => {
     const first = knot({ digest: "a", sendCard: { send: true, deadlineAt: 16_000 } });
-    expect(await repo.recordKnotEvent(first)).toBe("recorded");
+    expect(await repo.recordKnotEvent(first)).toBe("recorded_with_job");
     expect(await repo.recordKnotEvent(first)).toBe("duplicate");
     await repo.recordKnotEvent(
       knot({ digest: "b", event: "CARD_FAILED", failureReason: "card expired", timestamp: 3_000 }),
@@ -174,6 +174,27 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
     );
     expect((await repo.getTask("25605"))?.job).toMatchObject({ state: "sent", attempts: 2, knotStatus: 200 });
     expect(await repo.claimJobs("C", 30_000, 40_000, 10)).toEqual([]);
+  });
+
+  it("a job can be leased in the webhook's own transaction; a second AUTHENTICATED adds no job", async () => {
+    const claimBy = { owner: "W", leaseUntil: 5_000 };
+    expect(
+      await repo.recordKnotEvent(
+        knot({ digest: "x1", sendCard: { send: true, deadlineAt: 20_000, claimBy } }),
+      ),
+    ).toBe("recorded_with_job");
+    expect(
+      await repo.recordKnotEvent(
+        knot({ digest: "x2", sendCard: { send: true, deadlineAt: 21_000, claimBy } }),
+      ),
+    ).toBe("recorded");
+    expect(await repo.claimJobs("other", 4_000, 9_000, 10)).toEqual([]);
+    expect(await repo.finishJob("25605", "W", { state: "sent", completedAt: 4_500 })).toBe(true);
+    expect((await repo.getTask("25605"))?.job).toMatchObject({
+      state: "sent",
+      attempts: 1,
+      deadlineAt: 20_000,
+    });
   });
 
   it("concurrent claimers never share a job", async () => {

@@ -10,7 +10,7 @@ import { KnotSignatureError, SourceNotAllowedError, StorageUnavailableError } fr
 import { sourceAllowlist } from "../http/source-allowlist.js";
 import { parseBody } from "../http/validate.js";
 import type { GatewayMetrics } from "../metrics.js";
-import type { GatewayRepository, KnotEventRecord } from "../storage/repository.js";
+import type { GatewayRepository, KnotEventRecord, SendCardJob } from "../storage/repository.js";
 import {
   authenticatedSchema,
   cardFailedReasonSchema,
@@ -25,8 +25,10 @@ export interface KnotRouteDeps {
   readonly config: GatewayConfig;
   readonly repo: GatewayRepository;
   readonly metrics: GatewayMetrics;
-  /** Called after an AUTHENTICATED with send_card=true is committed. */
-  readonly onSendCardJob: () => void;
+  /** Who the new send-card job is leased to when this instance records it. */
+  readonly jobClaim: () => { readonly owner: string; readonly leaseUntil: number };
+  /** Called with the job, already leased to this instance, once the AUTHENTICATED is committed. */
+  readonly onSendCardJob: (job: SendCardJob) => void;
 }
 
 const header = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
@@ -95,14 +97,24 @@ export function registerKnotRoute(app: FastifyInstance, deps: KnotRouteDeps): vo
     }
     let record: KnotEventRecord;
     try {
-      record = toRecord(event, digest, raw, receivedAt, deps.config.sendCard.deadlineMs);
+      record = toRecord(event, digest, raw, receivedAt, deps.config.sendCard.deadlineMs, deps.jobClaim);
     } catch (error) {
       count(event.event, "invalid");
       throw error;
     }
     const outcome = await commit(() => deps.repo.recordKnotEvent(record));
     count(event.event, outcome);
-    if (outcome === "recorded" && record.sendCard?.send === true) deps.onSendCardJob();
+    if (outcome === "recorded_with_job" && record.sendCard?.send === true) {
+      deps.onSendCardJob({
+        taskId: record.taskId!,
+        knotCardId: record.cardId!,
+        externalUserId: record.externalUserId!,
+        receivedAt,
+        deadlineAt: record.sendCard.deadlineAt,
+        state: "running",
+        attempts: 1,
+      });
+    }
     return reply.code(200).send({ received: true, outcome });
   });
 }
@@ -113,6 +125,7 @@ function toRecord(
   raw: Buffer,
   receivedAt: number,
   deadlineMs: number,
+  claim: KnotRouteDeps["jobClaim"],
 ): KnotEventRecord {
   const data = e.data ?? {};
   const base = {
@@ -136,7 +149,9 @@ function toRecord(
       return {
         ...base,
         cardId: String(a.data.card_id),
-        sendCard: a.data.send_card ? { send: true, deadlineAt: receivedAt + deadlineMs } : { send: false },
+        sendCard: a.data.send_card
+          ? { send: true, deadlineAt: receivedAt + deadlineMs, claimBy: claim() }
+          : { send: false },
       };
     }
     case "CARD_FAILED":

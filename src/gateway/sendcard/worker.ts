@@ -102,6 +102,13 @@ export class SendCardWorker {
     }
   }
 
+  /** Runs a job this instance leased to itself when it recorded the AUTHENTICATED webhook. */
+  runClaimed(job: SendCardJob): void {
+    if (this.stopped) return;
+    const p = this.run(job).finally(() => this.running.delete(p));
+    this.running.add(p);
+  }
+
   /** Stops claiming and waits for jobs in flight (bounded by their deadlines). */
   async stop(): Promise<void> {
     this.stopped = true;

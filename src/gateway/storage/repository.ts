@@ -64,10 +64,18 @@ export interface KnotEventRecord {
     readonly sdk?: string;
   };
   /** AUTHENTICATED only: what to do about the card. */
-  readonly sendCard?: { readonly send: true; readonly deadlineAt: number } | { readonly send: false };
+  readonly sendCard?:
+    | {
+        readonly send: true;
+        readonly deadlineAt: number;
+        /** Leases the new job to this worker in the same transaction, saving a claim round-trip. */
+        readonly claimBy?: { readonly owner: string; readonly leaseUntil: number };
+      }
+    | { readonly send: false };
 }
 
-export type KnotRecordOutcome = "recorded" | "duplicate";
+/** "recorded_with_job": a new send-card job was created (and leased to `claimBy` if given). */
+export type KnotRecordOutcome = "recorded" | "recorded_with_job" | "duplicate";
 
 export type JobState = "pending" | "running" | "sent" | "failed";
 

@@ -180,11 +180,25 @@ export async function recordKnotEvent(tx: SqlRunner, e: KnotEventRecord): Promis
       ],
     );
     if (e.sendCard?.send === true) {
-      await tx.execute(
-        `INSERT INTO send_jobs (task_id, knot_card_id, external_user_id, received_at, deadline_at, state, attempts)
-         VALUES (?, ?, ?, ?, ?, 'pending', 0) ON CONFLICT (task_id) DO NOTHING`,
-        [e.taskId, e.cardId ?? "", e.externalUserId ?? "", e.receivedAt, e.sendCard.deadlineAt],
+      const claim = e.sendCard.claimBy;
+      const created = await tx.execute(
+        `INSERT INTO send_jobs (task_id, knot_card_id, external_user_id, received_at, deadline_at, state, attempts,
+           lease_owner, lease_until)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO NOTHING`,
+        [
+          e.taskId,
+          e.cardId ?? "",
+          e.externalUserId ?? "",
+          e.receivedAt,
+          e.sendCard.deadlineAt,
+          claim ? "running" : "pending",
+          claim ? 1 : 0,
+          claim?.owner ?? null,
+          claim?.leaseUntil ?? null,
+        ],
       );
+      // A task already has its job when Knot sent a second, different AUTHENTICATED for it.
+      if (created === 1) return "recorded_with_job";
     }
   }
 
