@@ -86,6 +86,21 @@ describe("listeners", () => {
     });
   });
 
+  it("is not ready while custody is unreachable", async () => {
+    const g = await startGateway(
+      gatewayConfig({
+        knotUrl: "http://127.0.0.1:9",
+        custodyAddress: `127.0.0.1:${await freePort()}`,
+        sqlitePath: join(tmp, "nocustody.sqlite"),
+      }),
+    );
+    running.push(g);
+    const res = await fetch(`${g.url}/readyz`);
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ status: "not_ready", checks: { storage: true, custody: false } });
+    expect((await fetch(`${g.url}/healthz`)).status).toBe(200);
+  });
+
   it("refuses bodies over the limit with 413", async () => {
     const g = await start({});
     const big = JSON.stringify({ type: "x", pad: "a".repeat(70_000) });
