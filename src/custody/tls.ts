@@ -34,7 +34,9 @@ export function mutualTlsCredentials(tls: {
     throw new Error("grpc-js did not produce client-certificate-checking options");
   }
   return new MutualTlsCredentials(
-    { ...constructorOptions, requestCert: true, rejectUnauthorized: true },
+    // noDelay: grpc-js sets TCP_NODELAY on its client sockets but not on accepted ones; without it a
+    // response's small writes wait behind Nagle and the peer's delayed ACK (tens of milliseconds).
+    { ...constructorOptions, requestCert: true, rejectUnauthorized: true, noDelay: true },
     { ...contextOptions, minVersion: "TLSv1.3" },
   );
 }
