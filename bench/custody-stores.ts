@@ -27,12 +27,19 @@ export const BENCH_STORES: Record<string, BenchStoreSetup> = {
   pkcs11: pkcs11BenchStore,
 };
 
-/** A store's own reference, measured in the same run after the service stopped (ratio in the JSON line). */
+/**
+ * A store's own reference, measured in the same run (before and after the gRPC phase, averaged); the
+ * JSON line gets `rateName` and `ratioName` = gRPC calls/s over the reference rate.
+ */
 export const BENCH_STORE_REFERENCES: Record<
   string,
-  (
-    seconds: number,
-  ) => Promise<{ line: string; rate: number; ratioName: string; fields: Record<string, number> }>
+  (seconds: number) => Promise<{
+    line: string;
+    rate: number;
+    rateName: string;
+    ratioName: string;
+    fields: Record<string, number>;
+  }>
 > = {
   pkcs11: pkcs11BenchReference,
 };

@@ -237,6 +237,11 @@ log(
 await closedLoop(1, CONCURRENCY); // warm-up: TLS session, JIT, worker caches
 const openssl1 = opensslRsa2048PrivateOpsPerSecond({ seconds: 3, processes: CORES });
 log(`openssl speed -multi ${CORES} rsa2048: ${openssl1.toFixed(0)} private ops/s`);
+// The store's own reference (PKCS#11: the bare pkcs11js loop), measured before and after the gRPC run
+// and averaged, as openssl is: on a shared machine the load drifts between phases.
+const storeReference = BENCH_STORE_REFERENCES[args.store!];
+const storeBefore = await storeReference?.(SECONDS);
+if (storeBefore) log(storeBefore.line);
 const grpc = await closedLoop(SECONDS, CONCURRENCY);
 log(
   `gRPC+mTLS, ${CONCURRENCY} in flight: ${grpc.rate.toFixed(0)} calls/s  p50 ${grpc.p50.toFixed(2)} ms  p99 ${grpc.p99.toFixed(2)} ms`,
@@ -255,8 +260,9 @@ const openssl2 = opensslRsa2048PrivateOpsPerSecond({ seconds: 3, processes: CORE
 log(`openssl speed -multi ${CORES} rsa2048 (again): ${openssl2.toFixed(0)} private ops/s`);
 const jose = await joseRate(Math.min(SECONDS, 3));
 log(`naive jose, one thread: ${jose.toFixed(0)} re-encryptions/s`);
-const storeReference = await BENCH_STORE_REFERENCES[args.store!]?.(SECONDS);
-if (storeReference) log(storeReference.line);
+const storeAfter = await storeReference?.(SECONDS);
+if (storeAfter) log(storeAfter.line);
+const storeRate = storeBefore && storeAfter ? (storeBefore.rate + storeAfter.rate) / 2 : undefined;
 
 const openssl = (openssl1 + openssl2) / 2;
 console.log(
@@ -278,8 +284,12 @@ console.log(
     grpc_vs_openssl_multicore: round(grpc.rate / openssl),
     pool_vs_openssl_multicore: round(pool / openssl),
     grpc_vs_jose: round(grpc.rate / jose),
-    ...(storeReference
-      ? { ...storeReference.fields, [storeReference.ratioName]: round(grpc.rate / storeReference.rate) }
+    ...(storeAfter && storeRate !== undefined
+      ? {
+          ...storeAfter.fields,
+          [storeAfter.rateName]: round(storeRate, 1),
+          [storeAfter.ratioName]: round(grpc.rate / storeRate),
+        }
       : {}),
     load_average_1m: round(loadavg()[0]!, 2),
   }),
