@@ -5,20 +5,9 @@
 import { constants, createPrivateKey, privateDecrypt } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { aes256GcmDecrypt, GCM_IV_BYTES, GCM_KEY_BYTES, GCM_TAG_BYTES } from "../../src/crypto/aes-gcm.js";
-import { readWycheproof } from "../support/wycheproof.js";
+import { readOaepSha256Vectors, readWycheproof } from "../support/wycheproof.js";
 
-interface OaepCase {
-  tcId: number;
-  comment: string;
-  msg: string;
-  ct: string;
-  label: string;
-  result: "valid" | "invalid" | "acceptable";
-  flags: string[];
-}
-const oaep = readWycheproof<{
-  testGroups: { privateKeyPem: string; sha: string; mgfSha: string; tests: OaepCase[] }[];
-}>("rsa_oaep_2048_sha256_mgf1sha256_test.json");
+const oaep = { testGroups: readOaepSha256Vectors() };
 
 describe("Wycheproof RSA-OAEP-256 (2048-bit, SHA-256, MGF1-SHA-256)", () => {
   const cases = oaep.testGroups.flatMap((g) =>

@@ -7,11 +7,11 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { chmodSync, copyFileSync, cpSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
-import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { compactDecrypt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fingerprintForms } from "../../src/crypto/fingerprint.js";
+import { freePort } from "../../src/simulators/processes.js";
 import { USER } from "../support/profile.js";
 import {
   baseEnv,
@@ -25,17 +25,6 @@ import {
 } from "./harness.js";
 
 const REPO = resolve(import.meta.dirname, "../..");
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
-}
 
 const AS_NOBODY = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"];
 

@@ -5,9 +5,9 @@
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../../src/simulators/processes.js";
 
 export interface TestPostgres {
   readonly url: string;
@@ -24,17 +24,6 @@ function pgBin(name: string): string {
     if (existsSync(p)) return p;
   }
   throw new Error(`PostgreSQL binary ${name} not found under ${root} (run scripts/provision.sh)`);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function asPostgres(args: string[]): string {
