@@ -2,13 +2,14 @@
  * Recipient policy through the service (x5c chains to a configured root; the development allow-any
  * mode, logged on every call) and per-caller overload.
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { status } from "@grpc/grpc-js";
+import { credentials, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { certificateDer, issueLeafDer, makeCa } from "../../scripts/dev-pki.js";
 import { fingerprintForms } from "../../src/crypto/fingerprint.js";
 import type { RunningCustody } from "../../src/custody/server.js";
+import { loadCustodyProto, loadHealthProto } from "../../src/shared/proto.js";
 import { USER } from "../support/profile.js";
 import {
   baseEnv,
@@ -120,5 +121,37 @@ describe("recipient policy and limits", () => {
     expect(lines.some((l) => String(l.msg).startsWith("DEV MODE: CUSTODY_DEV_ALLOW_ANY_RECIPIENT"))).toBe(
       true,
     );
+  });
+
+  it("serves plaintext only behind the dev flag, says so loudly, and ends health watches on shutdown", async () => {
+    const { CUSTODY_TLS_CERT: _c, CUSTODY_TLS_KEY: _k, CUSTODY_TLS_CLIENT_CA: _a, ...noTls } = baseEnv(pki);
+    const keys = await STORE_FACTORIES[0]!.create(tempDir("plain-keys"), [
+      { name: "d", privateKey: dotva.privateKey, state: "active" },
+    ]);
+    const plain = await startTestCustody({ ...noTls, CUSTODY_DEV_PLAINTEXT: "1" }, keys.source);
+    const target = `127.0.0.1:${plain.custody.port}`;
+    const client = new (loadCustodyProto().custody.v1.CardCustody)(target, credentials.createInsecure());
+    const knotJwk = readFileSync(pki.knotJwk, "utf8");
+    const out = await reencrypt(client, await request(knotJwk, "plain-1"));
+    expect(out.ok ? "ok" : out.reason).toBe("ok");
+    expect(plain.log.audits().at(-1)).toMatchObject({ caller: "(dev plaintext)", outcome: "OK" });
+    expect(plain.log.lines().some((l) => String(l.msg).startsWith("DEV MODE: CUSTODY_DEV_PLAINTEXT"))).toBe(
+      true,
+    );
+
+    const health = new (loadHealthProto().grpc.health.v1.Health)(target, credentials.createInsecure());
+    const statuses: string[] = [];
+    const watch = health.Watch({ service: "custody.v1.CardCustody" });
+    const ended = new Promise<void>((resolve) => {
+      watch.on("data", (m: { status: string }) => statuses.push(m.status));
+      watch.on("end", () => resolve());
+      watch.on("error", () => resolve());
+    });
+    while (statuses.length === 0) await new Promise((r) => setTimeout(r, 10));
+    await plain.custody.shutdown(2000);
+    await ended;
+    expect(statuses).toEqual(["SERVING", "NOT_SERVING"]);
+    client.close();
+    health.close();
   });
 });
