@@ -247,11 +247,20 @@ export class Pkcs11KeyStore implements KeyStore {
     }
     const { mechanism, fingerprint } = entry.info;
     let output: Buffer;
+    const operation = this.track(tokenDecrypt(this.lib, session.handle, entry.key, mechanism, input));
     try {
-      output = await this.withDeadline(tokenDecrypt(this.lib, session.handle, entry.key, mechanism, input));
+      output = await this.withDeadline(operation);
     } catch (err) {
+      if (err instanceof OperationTimeout) {
+        // The library may still be using the session: it goes back to the pool only once the
+        // operation ends (and is dropped then if a recovery has replaced the sessions meanwhile).
+        operation.then(
+          () => this.pool.release(session),
+          () => this.pool.release(session),
+        );
+        throw new TokenFailure("a token operation passed its deadline");
+      }
       this.pool.release(session);
-      if (err instanceof OperationTimeout) throw new TokenFailure("a token operation passed its deadline");
       if (isPkcs11Error(err, ...TOKEN_GONE)) throw new TokenFailure(errorName(err));
       // Anything else is either the ciphertext or a sick token; a check of the token decides which,
       // so the answer depends on the token's health and not on the ciphertext's padding.
@@ -265,11 +274,10 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   /**
-   * Races a native operation against the configured deadline. The operation itself cannot be
+   * Races a tracked native operation against the configured deadline. The operation itself cannot be
    * cancelled; it stays in `inFlight` so that re-initialisation waits for it.
    */
-  private withDeadline<T>(operation: Promise<T>): Promise<T> {
-    const tracked = this.track(operation);
+  private withDeadline<T>(tracked: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new OperationTimeout()), this.config.operationTimeoutMs);
