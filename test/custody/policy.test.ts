@@ -2,6 +2,7 @@
  * Recipient policy through the service (x5c chains to a configured root; the development allow-any
  * mode, logged on every call) and per-caller overload.
  */
+import { createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { credentials, status } from "@grpc/grpc-js";
@@ -9,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { certificateDer, issueLeafDer, makeCa } from "../../scripts/dev-pki.js";
 import { fingerprintForms } from "../../src/crypto/fingerprint.js";
 import type { RunningCustody } from "../../src/custody/server.js";
+import { generateKeyFile } from "../../src/keytool/key-files.js";
 import { loadCustodyProto, loadHealthProto } from "../../src/shared/proto.js";
 import { USER } from "../support/profile.js";
 import {
@@ -153,5 +155,29 @@ describe("recipient policy and limits", () => {
     expect(statuses).toEqual(["SERVING", "NOT_SERVING"]);
     client.close();
     health.close();
+  });
+
+  it("with CUSTODY_KEY_WATCH=1, reloads by itself when a key is added to the directory", async () => {
+    const dir = tempDir("watched-keys");
+    generateKeyFile({ dir, name: "first", bits: 2048, state: "active" });
+    const watched = await startTestCustody(
+      baseEnv(pki, { CUSTODY_KEY_DIR: dir, CUSTODY_KEY_WATCH: "1", CUSTODY_DEV_ALLOW_ANY_RECIPIENT: "1" }),
+    );
+    servers.push(watched.custody);
+    const added = generateKeyFile({ dir, name: "second", bits: 2048, state: "active" });
+    const start = Date.now();
+    while (watched.custody.keys.list().length < 2 && Date.now() - start < 10_000) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(watched.log.lines().some((l) => l.msg === "key set reloaded" && l.keys === 2)).toBe(true);
+    const client = custodyClient(watched.custody.port, pki);
+    const publicKey = createPublicKey(createPrivateKey(readFileSync(added.file)));
+    const out = await reencrypt(client, {
+      ...(await request(jwkWith(), "watched")),
+      secrets_jwe: await dotvaJwe(publicKey),
+      key_fingerprint: added.fingerprint,
+    });
+    client.close();
+    expect(out.ok ? "ok" : out.reason).toBe("ok");
   });
 });
