@@ -143,6 +143,7 @@ async function main() {
   const total = SEND_RATE * SEND_SECONDS;
   const warm = Math.min(10, total);
   const sentAt = new Map<string, number>();
+  const ackMs: number[] = [];
   const start = performance.now();
   const webhooks: Promise<unknown>[] = [];
   for (let i = 0; i < total + warm; i++) {
@@ -151,15 +152,20 @@ async function main() {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const taskId = 900_000 + i;
     sentAt.set(String(taskId), Date.now());
+    const sent = Date.now();
     webhooks.push(
-      knot.sendWebhook(
-        gw.url,
-        authenticatedEvent({
-          taskId,
-          cardId: `bench_${1_000_000 + (i % seq)}`,
-          externalUserId: "bench-user",
+      knot
+        .sendWebhook(
+          gw.url,
+          authenticatedEvent({
+            taskId,
+            cardId: `bench_${1_000_000 + (i % seq)}`,
+            externalUserId: "bench-user",
+          }),
+        )
+        .then(() => {
+          if (i >= warm) ackMs.push(Date.now() - sent);
         }),
-      ),
     );
   }
   await Promise.all(webhooks);
@@ -172,8 +178,18 @@ async function main() {
     .sort((a, b) => a - b);
   const p50 = pct(latencies, 50);
   const p99 = pct(latencies, 99);
+  ackMs.sort((a, b) => a - b);
+  // The gateway's own view (AUTHENTICATED receipt → Knot's 2xx), to tell queueing before the gateway
+  // (load generator, network) from time spent inside it.
+  const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+  const metric = (name: string) =>
+    Number(metrics.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1] ?? Number.NaN);
+  const gatewayMeanMs =
+    (1000 * metric("gateway_send_card_latency_seconds_sum")) /
+    metric("gateway_send_card_latency_seconds_count");
   console.log(
-    `AUTHENTICATED→card at ${SEND_RATE}/s: ${latencies.length}/${total} delivered, p50 ${p50} ms, p99 ${p99} ms`,
+    `AUTHENTICATED→card at ${SEND_RATE}/s: ${latencies.length}/${total} delivered, p50 ${p50} ms, p99 ${p99} ms` +
+      ` (webhook answered: p50 ${pct(ackMs, 50)} ms, p99 ${pct(ackMs, 99)} ms; gateway-side mean ${gatewayMeanMs.toFixed(1)} ms)`,
   );
   await knot.close();
 
@@ -191,6 +207,9 @@ async function main() {
     sends_delivered: latencies.length,
     send_p50_ms: p50,
     send_p99_ms: p99,
+    webhook_ack_p50_ms: pct(ackMs, 50),
+    webhook_ack_p99_ms: pct(ackMs, 99),
+    gateway_side_send_mean_ms: Number(gatewayMeanMs.toFixed(1)),
     storage: "sqlite WAL synchronous=FULL group-commit",
     load_average_1m_before: Number(load1.toFixed(2)),
   };
