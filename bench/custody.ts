@@ -185,7 +185,7 @@ async function poolRate(seconds: number): Promise<number> {
   const pool = new Reencryptor({ workers: CORES, maxQueue: 100_000 });
   await pool.warmUp();
   // What the file store hands a call: the private KeyObject travels with the job.
-  const access = { kind: "in-worker" as const, privateKey: dotva.privateKey };
+  const access = { kind: "in-worker" as const, privateKey: dotva.privateKey, fingerprint, generation: 1 };
   const user = parseKnotUser(USER);
   let count = 0;
   let i = 0;

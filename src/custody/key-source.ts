@@ -17,7 +17,13 @@ import type { KeyInfo, KeyStore } from "../keystore/key-store.js";
 import type { Pkcs11KeyStore } from "../keystore/pkcs11/pkcs11-key-store.js";
 
 export type KeyAccess =
-  | { readonly kind: "in-worker"; readonly privateKey: KeyObject }
+  | {
+      readonly kind: "in-worker";
+      readonly privateKey: KeyObject;
+      /** Names the key within its key-set generation, so a worker can keep its own copy of it. */
+      readonly fingerprint: CanonicalFingerprint;
+      readonly generation: number;
+    }
   | { readonly kind: "main-thread"; readonly unwrap: UnwrapKey };
 
 export interface KeySnapshot {
@@ -55,7 +61,12 @@ export function fileKeySource(store: FileKeyStore): KeySource {
     return {
       generation: snap.generation,
       lookup: (fp) => snap.index.lookup(fp),
-      access: (fp) => ({ kind: "in-worker", privateKey: snap.privateKeys.get(fp)! }),
+      access: (fp) => ({
+        kind: "in-worker",
+        privateKey: snap.privateKeys.get(fp)!,
+        fingerprint: fp,
+        generation: snap.generation,
+      }),
     };
   };
   return {

@@ -76,7 +76,10 @@ export class Reencryptor {
   async run(job: ReencryptJob, access: KeyAccess): Promise<ReencryptResult> {
     if (this.pool.queueSize >= this.options.maxQueue)
       throw new OverloadedError("custody is at capacity; retry with backoff");
-    if (access.kind === "in-worker") return this.pool.run({ ...job, privateKey: access.privateKey });
+    if (access.kind === "in-worker") {
+      const { privateKey: key, fingerprint, generation } = access;
+      return this.pool.run({ ...job, privateKey: { key, fingerprint, generation } });
+    }
     const { port1, port2 } = new MessageChannel();
     port1.on("message", (encryptedKey: Uint8Array) => {
       answerUnwrap(access.unwrap, encryptedKey).then(

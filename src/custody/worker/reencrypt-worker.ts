@@ -3,6 +3,7 @@
  * reencryptForKnot); only the output JWE and the card's last four digits are returned.
  */
 
+import { createPrivateKey, type KeyObject } from "node:crypto";
 import type { MessagePort } from "node:worker_threads";
 import type { status } from "@grpc/grpc-js";
 import { JweDecryptError } from "../../crypto/errors.js";
@@ -38,6 +39,35 @@ function recipientFor(jwkText: string): KnotRecipient {
   return recipient;
 }
 
+/**
+ * Each worker decrypts with its own copy of a key. A KeyObject sent to a worker shares OpenSSL's RSA
+ * object with every other thread, and OpenSSL then serializes RSA blinding across them under a lock:
+ * measured ~18% fewer private operations per second with two workers on one shared key. Copies are kept
+ * only for the newest key-set generation a worker has seen (plus calls still running on an older one),
+ * so a key removed by a reload does not linger in worker memory.
+ */
+const ownCopies = new Map<string, KeyObject>();
+let newestGeneration = 0;
+
+function ownCopyOf(shared: { key: KeyObject; fingerprint: string; generation: number }): KeyObject {
+  if (shared.generation > newestGeneration) {
+    newestGeneration = shared.generation;
+    ownCopies.clear();
+  }
+  const id = `${shared.generation}:${shared.fingerprint}`;
+  let copy = ownCopies.get(id);
+  if (!copy) {
+    const der = shared.key.export({ type: "pkcs8", format: "der" });
+    try {
+      copy = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+    } finally {
+      der.fill(0);
+    }
+    if (shared.generation === newestGeneration) ownCopies.set(id, copy);
+  }
+  return copy;
+}
+
 function unwrapThroughMainThread(port: MessagePort): UnwrapKey {
   return (encryptedKey) =>
     new Promise((resolve, reject) => {
@@ -55,7 +85,7 @@ export default async function reencrypt(task: ReencryptTask): Promise<ReencryptR
     if (Date.now() > task.deadline)
       throw new DeadlineExceededError("the deadline passed while the call was queued");
     const unwrap = task.privateKey
-      ? privateKeyUnwrap(task.privateKey)
+      ? privateKeyUnwrap(ownCopyOf(task.privateKey))
       : unwrapThroughMainThread(task.unwrapPort!);
     const out = await reencryptForKnot({
       jwe: parseCompactJwe(task.secretsJwe),

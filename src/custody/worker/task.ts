@@ -16,8 +16,12 @@ export interface ReencryptTask {
   readonly now: number;
   /** Epoch ms after which the caller has given up: the worker then skips the RSA work. */
   readonly deadline: number;
-  /** Exactly one of the two: the key itself, or a port to ask the main thread for the unwrap. */
-  readonly privateKey?: KeyObject;
+  /** Exactly one of the two: the key itself (with its name), or a port to ask the main thread for the unwrap. */
+  readonly privateKey?: {
+    readonly key: KeyObject;
+    readonly fingerprint: string;
+    readonly generation: number;
+  };
   readonly unwrapPort?: MessagePort;
 }
 
