@@ -1,6 +1,6 @@
 /**
- * Encryption of Knot's /card payload: compact JWE, RSA-OAEP-256 + A256GCM, `kid` copied from Knot's JWK
- * when it has one.
+ * Encryption of Knot's /card payload: compact JWE, RSA-OAEP-256 + A256GCM, with the recipient's
+ * precomputed protected header (`kid` copied from Knot's JWK when it has one).
  *
  * Written on node:crypto rather than jose: jose v6 goes through WebCrypto, which costs about ten times
  * the RSA public operation itself, and this runs once per card on the hot path. Interop is not taken on
@@ -8,15 +8,9 @@
  */
 import { constants, createCipheriv, publicEncrypt, randomBytes } from "node:crypto";
 import { GCM_IV_BYTES, GCM_KEY_BYTES, GCM_TAG_BYTES } from "./aes-gcm.js";
-import { JWE_ALG, JWE_ENC } from "./jwe-decrypt.js";
 import type { KnotRecipient } from "./knot-jwk.js";
 
 export function encryptForRecipient(plaintext: Uint8Array, recipient: KnotRecipient): string {
-  const header =
-    recipient.kid === undefined
-      ? { alg: JWE_ALG, enc: JWE_ENC }
-      : { alg: JWE_ALG, enc: JWE_ENC, kid: recipient.kid };
-  const protectedHeader = Buffer.from(JSON.stringify(header)).toString("base64url");
   // One call to the CSPRNG for key and IV: it is on the hot path.
   const random = randomBytes(GCM_KEY_BYTES + GCM_IV_BYTES);
   const cek = random.subarray(0, GCM_KEY_BYTES);
@@ -27,11 +21,17 @@ export function encryptForRecipient(plaintext: Uint8Array, recipient: KnotRecipi
       cek,
     );
     const cipher = createCipheriv("aes-256-gcm", cek, iv, { authTagLength: GCM_TAG_BYTES });
-    cipher.setAAD(Buffer.from(protectedHeader, "ascii"));
-    const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-    return [protectedHeader, encryptedKey, iv, ciphertext, cipher.getAuthTag()]
-      .map((part) => (typeof part === "string" ? part : part.toString("base64url")))
-      .join(".");
+    cipher.setAAD(recipient.aad);
+    // GCM is a stream mode: final() emits nothing, so update()'s output is the whole ciphertext.
+    const ciphertext = cipher.update(plaintext);
+    cipher.final();
+    return [
+      recipient.protectedHeader,
+      encryptedKey.toString("base64url"),
+      iv.toString("base64url"),
+      ciphertext.toString("base64url"),
+      cipher.getAuthTag().toString("base64url"),
+    ].join(".");
   } finally {
     random.fill(0);
   }

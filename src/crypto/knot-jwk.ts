@@ -9,7 +9,7 @@ import { createPublicKey, type KeyObject } from "node:crypto";
 import { decodeBase64url } from "./base64url.js";
 import { KnotJwkError } from "./errors.js";
 import { rsaJwkThumbprint } from "./fingerprint.js";
-import { JWE_ALG } from "./jwe-decrypt.js";
+import { JWE_ALG, JWE_ENC } from "./jwe-decrypt.js";
 import { hasRocaFingerprint } from "./roca.js";
 
 export const MAX_JWK_TEXT_LENGTH = 64 * 1024;
@@ -28,6 +28,12 @@ export interface KnotRecipient {
   /** Certificate chain from the JWK, standard base64 DER, leaf first; the recipient policy checks it. */
   readonly x5c?: readonly string[];
   readonly modulusBits: number;
+  /**
+   * The base64url protected header of every JWE to this key (`kid` copied when the JWK has one), and its
+   * ASCII bytes, the AAD. Computed once here: it is per key, not per card.
+   */
+  readonly protectedHeader: string;
+  readonly aad: Buffer;
 }
 
 export function parseKnotJwk(text: string): KnotRecipient {
@@ -78,10 +84,15 @@ export function validateKnotJwk(jwk: Record<string, unknown>): KnotRecipient {
   } catch {
     throw new KnotJwkError("n and e do not form a usable RSA public key");
   }
+  const header =
+    jwk.kid === undefined ? { alg: JWE_ALG, enc: JWE_ENC } : { alg: JWE_ALG, enc: JWE_ENC, kid: jwk.kid };
+  const protectedHeader = Buffer.from(JSON.stringify(header)).toString("base64url");
   return {
     publicKey,
     thumbprint: rsaJwkThumbprint({ n: jwk.n, e: jwk.e }),
     modulusBits,
+    protectedHeader,
+    aad: Buffer.from(protectedHeader, "ascii"),
     ...(jwk.kid === undefined ? {} : { kid: jwk.kid }),
     ...(x5c === undefined ? {} : { x5c }),
   };
