@@ -52,6 +52,24 @@ export function parseKnotJwk(text: string): KnotRecipient {
   return validateKnotJwk(jwk as Record<string, unknown>);
 }
 
+/**
+ * parseKnotJwk behind a small cache keyed by the JWK text: Knot rotates its key rarely, so parsing (and
+ * the ROCA check) happens once per distinct key rather than once per card. The oldest entry goes first
+ * when the cache is full. Errors are not cached.
+ */
+export function cachedKnotJwkParser(capacity = 32): (text: string) => KnotRecipient {
+  const recipients = new Map<string, KnotRecipient>();
+  return (text) => {
+    let recipient = recipients.get(text);
+    if (!recipient) {
+      recipient = parseKnotJwk(text);
+      if (recipients.size >= capacity) recipients.delete(recipients.keys().next().value!);
+      recipients.set(text, recipient);
+    }
+    return recipient;
+  };
+}
+
 export function validateKnotJwk(jwk: Record<string, unknown>): KnotRecipient {
   if (jwk.kty !== "RSA") throw new KnotJwkError("kty must be RSA");
   for (const member of PRIVATE_MEMBERS) {

@@ -8,7 +8,7 @@ import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js"
 import type { Logger } from "pino";
 import { normalizeFingerprint } from "../crypto/fingerprint.js";
 import { parseCompactJwe } from "../crypto/jwe-decrypt.js";
-import { type KnotRecipient, parseKnotJwk } from "../crypto/knot-jwk.js";
+import { cachedKnotJwkParser, type KnotRecipient } from "../crypto/knot-jwk.js";
 import type { ReencryptForKnotRequest__Output } from "../shared/generated/custody/v1/ReencryptForKnotRequest.js";
 import type { ReencryptForKnotResponse } from "../shared/generated/custody/v1/ReencryptForKnotResponse.js";
 import { type AuditRecord, audit } from "./audit.js";
@@ -32,7 +32,6 @@ import type { Reencryptor } from "./reencryptor.js";
 import { failureMetadata } from "./status-details.js";
 
 const REQUEST_ID = /^[A-Za-z0-9._:/-]{1,128}$/;
-const RECIPIENT_CACHE_SIZE = 32;
 
 export interface ServiceDeps {
   readonly keys: KeySource;
@@ -62,17 +61,7 @@ function refuse(err: unknown): never {
 
 export function reencryptHandler(deps: ServiceDeps) {
   const clock = deps.clock ?? (() => new Date());
-  const recipients = new Map<string, KnotRecipient>();
-
-  const recipientFor = (text: string): KnotRecipient => {
-    let recipient = recipients.get(text);
-    if (!recipient) {
-      recipient = parseKnotJwk(text);
-      if (recipients.size >= RECIPIENT_CACHE_SIZE) recipients.delete(recipients.keys().next().value!);
-      recipients.set(text, recipient);
-    }
-    return recipient;
-  };
+  const recipientFor = cachedKnotJwkParser();
 
   return async (
     call: ServerUnaryCall<ReencryptForKnotRequest__Output, ReencryptForKnotResponse>,

@@ -8,7 +8,7 @@ import type { MessagePort } from "node:worker_threads";
 import type { status } from "@grpc/grpc-js";
 import { JweDecryptError } from "../../crypto/errors.js";
 import { parseCompactJwe, type UnwrapKey } from "../../crypto/jwe-decrypt.js";
-import { type KnotRecipient, parseKnotJwk } from "../../crypto/knot-jwk.js";
+import { cachedKnotJwkParser } from "../../crypto/knot-jwk.js";
 import { privateKeyUnwrap } from "../../keystore/private-key-unwrap.js";
 import { CustodyError, DeadlineExceededError, type GrpcFailure, toGrpcFailure } from "../errors.js";
 import { reencryptForKnot } from "../reencrypt.js";
@@ -25,19 +25,7 @@ class ForwardedFailure extends CustodyError {
   }
 }
 
-// Knot rotates its key rarely; parsing (and the ROCA check) once per distinct JWK text saves work per call.
-const RECIPIENT_CACHE_SIZE = 32;
-const recipients = new Map<string, KnotRecipient>();
-
-function recipientFor(jwkText: string): KnotRecipient {
-  let recipient = recipients.get(jwkText);
-  if (!recipient) {
-    recipient = parseKnotJwk(jwkText);
-    if (recipients.size >= RECIPIENT_CACHE_SIZE) recipients.delete(recipients.keys().next().value!);
-    recipients.set(jwkText, recipient);
-  }
-  return recipient;
-}
+const recipientFor = cachedKnotJwkParser();
 
 /**
  * Each worker decrypts with its own copy of a key. A KeyObject sent to a worker shares OpenSSL's RSA
