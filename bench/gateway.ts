@@ -24,6 +24,7 @@ import {
   dotvaPublicKeyPem,
   freePort,
   httpOk,
+  localGatewayEnv,
   type Proc,
   startCustodyProcess,
   startGatewayProcess,
@@ -80,23 +81,18 @@ async function main() {
 
   // 2. durable intake
   const internalToken = secret() + secret();
-  const gw = await startGatewayProcess({
-    GATEWAY_ENV: "production",
-    GATEWAY_HOST: "127.0.0.1",
-    GATEWAY_LOG_LEVEL: "warn",
-    GATEWAY_STORAGE: "sqlite",
-    GATEWAY_SQLITE_PATH: join(work, "gateway.sqlite"),
-    GATEWAY_INTERNAL_TOKEN: internalToken,
-    DOTVA_SHARED_SECRET: dotvaSecret.value,
-    KNOT_BASE_URL: knot.url,
-    KNOT_CLIENT_ID: "bench",
-    KNOT_CLIENT_SECRET: knotSecret,
-    CUSTODY_ADDRESS: custody.address,
-    CUSTODY_SERVER_NAME: "localhost",
-    CUSTODY_CA_FILE: pki.caCert,
-    CUSTODY_CERT_FILE: pki.gateway.cert,
-    CUSTODY_KEY_FILE: pki.gateway.key,
-  });
+  const gw = await startGatewayProcess(
+    localGatewayEnv({
+      work,
+      pki,
+      custodyAddress: custody.address,
+      knotUrl: knot.url,
+      knotClientId: "bench",
+      knotClientSecret: knotSecret,
+      dotvaSharedSecret: dotvaSecret.value,
+      internalToken,
+    }),
+  );
   procs.push(gw.proc);
   let seq = 0;
   const next = () => bodyFor(1_000_000 + seq++);

@@ -13,6 +13,7 @@ import { DotvaSimulator, TEST_PANS } from "../src/simulators/dotva-simulator.js"
 import { authenticatedEvent, KnotSimulator } from "../src/simulators/knot-simulator.js";
 import {
   dotvaPublicKeyPem,
+  localGatewayEnv,
   type Proc,
   startCustodyProcess,
   startGatewayProcess,
@@ -45,23 +46,18 @@ async function main(): Promise<boolean> {
 
   const internalToken = secret() + secret();
   const dotvaSecret = { header: "x-dotva-secret", value: secret() };
-  const gw = await startGatewayProcess({
-    GATEWAY_ENV: "production",
-    GATEWAY_HOST: "127.0.0.1",
-    GATEWAY_LOG_LEVEL: "warn",
-    GATEWAY_STORAGE: "sqlite",
-    GATEWAY_SQLITE_PATH: join(work, "gateway.sqlite"),
-    GATEWAY_INTERNAL_TOKEN: internalToken,
-    DOTVA_SHARED_SECRET: dotvaSecret.value,
-    KNOT_BASE_URL: knot.url,
-    KNOT_CLIENT_ID: "demo-client",
-    KNOT_CLIENT_SECRET: knotSecret,
-    CUSTODY_ADDRESS: custody.address,
-    CUSTODY_SERVER_NAME: "localhost",
-    CUSTODY_CA_FILE: pki.caCert,
-    CUSTODY_CERT_FILE: pki.gateway.cert,
-    CUSTODY_KEY_FILE: pki.gateway.key,
-  });
+  const gw = await startGatewayProcess(
+    localGatewayEnv({
+      work,
+      pki,
+      custodyAddress: custody.address,
+      knotUrl: knot.url,
+      knotClientId: "demo-client",
+      knotClientSecret: knotSecret,
+      dotvaSharedSecret: dotvaSecret.value,
+      internalToken,
+    }),
+  );
   procs.push(gw.proc);
   const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { status: string };
   step(4, `gateway on ${gw.url}, SQLite in ${work}; readiness: ${ready.status}`);

@@ -118,6 +118,40 @@ export async function startCustodyProcess(
   return { proc, address: `127.0.0.1:${port}` };
 }
 
+/**
+ * The gateway's environment for a local production-mode run (webhook signatures checked, mTLS to
+ * custody, SQLite under `work`) against started simulators and custody: what the demo and the gateway
+ * benchmark both run.
+ */
+export function localGatewayEnv(opts: {
+  readonly work: string;
+  readonly pki: PkiLike;
+  readonly custodyAddress: string;
+  readonly knotUrl: string;
+  readonly knotClientId: string;
+  readonly knotClientSecret: string;
+  readonly dotvaSharedSecret: string;
+  readonly internalToken: string;
+}): Record<string, string> {
+  return {
+    GATEWAY_ENV: "production",
+    GATEWAY_HOST: "127.0.0.1",
+    GATEWAY_LOG_LEVEL: "warn",
+    GATEWAY_STORAGE: "sqlite",
+    GATEWAY_SQLITE_PATH: join(opts.work, "gateway.sqlite"),
+    GATEWAY_INTERNAL_TOKEN: opts.internalToken,
+    DOTVA_SHARED_SECRET: opts.dotvaSharedSecret,
+    KNOT_BASE_URL: opts.knotUrl,
+    KNOT_CLIENT_ID: opts.knotClientId,
+    KNOT_CLIENT_SECRET: opts.knotClientSecret,
+    CUSTODY_ADDRESS: opts.custodyAddress,
+    CUSTODY_SERVER_NAME: "localhost",
+    CUSTODY_CA_FILE: opts.pki.caCert,
+    CUSTODY_CERT_FILE: opts.pki.gateway.cert,
+    CUSTODY_KEY_FILE: opts.pki.gateway.key,
+  };
+}
+
 export async function startGatewayProcess(
   env: Record<string, string>,
 ): Promise<{ proc: Proc; url: string; internalUrl: string }> {
