@@ -57,19 +57,26 @@ function initToken(tokens: string, conf: string, pinFile: string, label: string)
   writeFileSync(conf, `directories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\n`);
   writeFileSync(pinFile, `${randomBytes(12).toString("hex")}\n`, { mode: 0o600 });
   // In process rather than softhsm2-util/pkcs11-tool, so no PIN is ever on a command line.
+  initTokenOnFreeSlot(label, randomBytes(12).toString("hex"), readPin({ file: pinFile }));
+}
+
+/**
+ * Initialises SoftHSM2's free slot as token `label` with these PINs (SoftHSM2 then offers a new free
+ * slot, so a process can make several tokens after one C_Initialize).
+ */
+export function initTokenOnFreeSlot(label: string, soPin: string, userPin: string): void {
   const lib = acquireModule(SOFTHSM_MODULE);
   try {
     const free = lib
       .C_GetSlotList(true)
       .find((slot) => (lib.C_GetTokenInfo(slot).flags & pkcs11js.CKF_TOKEN_INITIALIZED) === 0);
     if (free === undefined) throw new Error("SoftHSM2 offers no free slot");
-    const soPin = randomBytes(12).toString("hex");
     lib.C_InitToken(free, soPin, label);
     const slot = findSlot(lib, { label })!;
     const session = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
     try {
       lib.C_Login(session, pkcs11js.CKU_SO, soPin);
-      lib.C_InitPIN(session, readPin({ file: pinFile }));
+      lib.C_InitPIN(session, userPin);
       lib.C_Logout(session);
     } finally {
       lib.C_CloseSession(session);

@@ -10,6 +10,7 @@ import { createPublicKey, type KeyObject } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { initTokenOnFreeSlot } from "../../../scripts/softhsm-token.js";
 import { fingerprintForms } from "../../../src/crypto/fingerprint.js";
 import { pkcs11KeySource } from "../../../src/custody/key-source.js";
 import { MANIFEST_FILE, readManifest, writeManifest } from "../../../src/keystore/file/manifest.js";
@@ -68,23 +69,6 @@ function onToken<T>(
   }
 }
 
-function initToken(label: string, pin: string): void {
-  const lib = acquireModule(SOFTHSM_MODULE);
-  try {
-    const free = lib
-      .C_GetSlotList(true)
-      .find((slot) => (lib.C_GetTokenInfo(slot).flags & pkcs11js.CKF_TOKEN_INITIALIZED) === 0);
-    if (free === undefined) throw new Error("SoftHSM2 offers no free slot");
-    lib.C_InitToken(free, SO_PIN, label);
-    onToken(label, SO_PIN, pkcs11js.CKU_SO, (l, session) => {
-      l.C_InitPIN(session, pin);
-      l.C_Logout(session);
-    });
-  } finally {
-    releaseModule(SOFTHSM_MODULE);
-  }
-}
-
 export const pkcs11StoreFactory: StoreFactory = {
   name: "pkcs11",
   async create(dir, initial) {
@@ -93,7 +77,7 @@ export const pkcs11StoreFactory: StoreFactory = {
     const pin = `user-${process.pid}-${tokens}`;
     const pinFile = join(dir, "pin");
     writeFileSync(pinFile, `${pin}\n`, { mode: 0o600 });
-    initToken(label, pin);
+    initTokenOnFreeSlot(label, SO_PIN, pin);
 
     const setState = (privateKey: KeyObject, state: KeyState) => {
       const manifest = readManifest(dir);
