@@ -21,15 +21,7 @@ export interface DotvaCard {
 export type DotvaStoreOutcome = "created" | "duplicate" | "conflict";
 
 /** What GET /v1/cards shows: everything but the ciphertext. */
-export interface CardView {
-  readonly cardUuid: string;
-  readonly cardId: string;
-  readonly workspaceId: string;
-  readonly cardLast4: string;
-  readonly cardBin: string;
-  readonly keyFingerprint: string;
-  readonly eventCreatedAt: string;
-  readonly receivedAt: number;
+export interface CardView extends Omit<DotvaCard, "secretsJwe"> {
   readonly conflicts: number;
 }
 
