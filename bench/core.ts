@@ -13,6 +13,7 @@ import { parseKnotJwk } from "../src/crypto/knot-jwk.js";
 import { parseKnotUser } from "../src/custody/card/knot-user.js";
 import { reencryptForKnot } from "../src/custody/reencrypt.js";
 import { privateKeyUnwrap } from "../src/keystore/private-key-unwrap.js";
+import { SAMPLE_CARDHOLDER } from "../src/simulators/sample-cardholder.js";
 import { opensslRsa2048PrivateOpsPerSecond } from "./openssl-speed.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -21,11 +22,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const dotva = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const knot = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const knotJwkText = JSON.stringify({ ...knot.publicKey.export({ format: "jwk" }), kid: "bench" });
-const user = parseKnotUser({
-  name: { first_name: "Ada", last_name: "Lovelace" },
-  address: { street: "1 Main St", city: "New York", region: "NY", postal_code: "10001", country: "US" },
-  phone_number: "+14155550123",
-});
+const user = parseKnotUser(SAMPLE_CARDHOLDER);
 const secrets = new TextEncoder().encode(
   JSON.stringify({ pan: "4242424242424242", cvv: "123", expiry_month: 8, expiry_year: 2030 }),
 );

@@ -23,6 +23,7 @@ import { fingerprintForms } from "../src/crypto/fingerprint.js";
 import { parseKnotUser } from "../src/custody/card/knot-user.js";
 import { Reencryptor } from "../src/custody/reencryptor.js";
 import { loadCustodyProto, loadHealthProto } from "../src/shared/proto.js";
+import { SAMPLE_CARDHOLDER } from "../src/simulators/sample-cardholder.js";
 import { BENCH_STORE_REFERENCES, BENCH_STORES } from "./custody-stores.js";
 import { opensslRsa2048PrivateOpsPerSecond } from "./openssl-speed.js";
 
@@ -45,18 +46,6 @@ const dotva = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const fingerprint = fingerprintForms(dotva.publicKey).canonical;
 const knotJwk = readFileSync(pki.knotJwk, "utf8");
 const knotPublic = createPublicKey(createPrivateKey(readFileSync(pki.knotPrivateKey)));
-const USER = {
-  name: { first_name: "Ada", last_name: "Lovelace" },
-  address: {
-    street: "1 Main St",
-    street2: "",
-    city: "New York",
-    region: "NY",
-    postal_code: "10001",
-    country: "US",
-  },
-  phone_number: "+14155550123",
-};
 const secrets = new TextEncoder().encode(
   JSON.stringify({ pan: "4242424242424242", cvv: "123", expiry_month: 8, expiry_year: 2030 }),
 );
@@ -138,7 +127,13 @@ function call(): Promise<number> {
   const jwe = jwes[next++ % jwes.length]!;
   return new Promise((resolve, reject) =>
     client.ReencryptForKnot(
-      { secrets_jwe: jwe, key_fingerprint: fingerprint, knot_jwk: knotJwk, user: USER, request_id: "bench" },
+      {
+        secrets_jwe: jwe,
+        key_fingerprint: fingerprint,
+        knot_jwk: knotJwk,
+        user: SAMPLE_CARDHOLDER,
+        request_id: "bench",
+      },
       { deadline: Date.now() + 10_000 },
       (err) => (err ? reject(err) : resolve(performance.now() - started)),
     ),
@@ -186,7 +181,7 @@ async function poolRate(seconds: number): Promise<number> {
   await pool.warmUp();
   // What the file store hands a call: the private KeyObject travels with the job.
   const access = { kind: "in-worker" as const, privateKey: dotva.privateKey, fingerprint, generation: 1 };
-  const user = parseKnotUser(USER);
+  const user = parseKnotUser(SAMPLE_CARDHOLDER);
   let count = 0;
   let i = 0;
   const start = performance.now();

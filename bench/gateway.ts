@@ -31,6 +31,7 @@ import {
   startTs,
   waitUntil,
 } from "../src/simulators/processes.js";
+import { SAMPLE_CARDHOLDER } from "../src/simulators/sample-cardholder.js";
 import { closedLoop } from "./http-load.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -125,17 +126,7 @@ async function main() {
       headers: { authorization: `Bearer ${internalToken}`, "content-type": "application/json" },
       body: JSON.stringify(body),
     });
-  await api("/v1/cardholders/bench-user", {
-    name: { first_name: "Ada", last_name: "Lovelace" },
-    address: {
-      street: "100 Main Street",
-      city: "NEW YORK",
-      region: "NY",
-      postal_code: "10001",
-      country: "US",
-    },
-    phone_number: "+14155550123",
-  });
+  await api("/v1/cardholders/bench-user", SAMPLE_CARDHOLDER);
   const total = SEND_RATE * SEND_SECONDS;
   const warm = Math.min(10, total);
   const sentAt = new Map<string, number>();

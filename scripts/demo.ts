@@ -18,6 +18,7 @@ import {
   startCustodyProcess,
   startGatewayProcess,
 } from "../src/simulators/processes.js";
+import { SAMPLE_CARDHOLDER } from "../src/simulators/sample-cardholder.js";
 import { makeDevPki } from "./dev-pki.js";
 
 const step = (n: number, text: string) => console.log(`[${n}] ${text}`);
@@ -85,18 +86,10 @@ async function main(): Promise<boolean> {
   );
 
   const user = `demo-user-${randomUUID().slice(0, 8)}`;
-  const profile = {
-    name: { first_name: "Ada", last_name: "Lovelace" },
-    address: {
-      street: "100 Main Street",
-      city: "NEW YORK",
-      region: "NY",
-      postal_code: "10001",
-      country: "US",
-    },
-    phone_number: "+14155550123",
-  };
-  step(7, `cardholder profile for ${user}: ${(await api("PUT", `/v1/cardholders/${user}`, profile)).status}`);
+  step(
+    7,
+    `cardholder profile for ${user}: ${(await api("PUT", `/v1/cardholders/${user}`, SAMPLE_CARDHOLDER)).status}`,
+  );
 
   const taskId = 25605;
   const t0 = Date.now();
