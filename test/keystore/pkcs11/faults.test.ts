@@ -1,19 +1,39 @@
 /**
  * Token faults under the PKCS#11 store, on a real SoftHSM2 token: sessions closed under a running
- * load, and the token directory moved away and back. Calls fail only with KeyStoreUnavailableError
- * (gRPC UNAVAILABLE), never hang, the health signal follows the token, and the store recovers by itself.
+ * load, the token directory moved away and back, and a token that stops answering. Calls fail only
+ * with KeyStoreUnavailableError (gRPC UNAVAILABLE), never hang, the health signal follows the token,
+ * and the store recovers by itself.
  */
 
 import { execFileSync } from "node:child_process";
 import { constants, createPublicKey, publicEncrypt } from "node:crypto";
 import pkcs11js from "pkcs11js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { CanonicalFingerprint } from "../../../src/crypto/fingerprint.js";
 import { KeyStoreUnavailableError } from "../../../src/custody/errors.js";
 import { parsePkcs11Config } from "../../../src/keystore/pkcs11/config.js";
 import { Pkcs11KeyStore } from "../../../src/keystore/pkcs11/pkcs11-key-store.js";
 import { createTestToken, SOFTHSM_MODULE } from "./softhsm.js";
 
+// A wedged token (an HSM that stops answering, a network HSM behind a dead link) cannot be made with
+// SoftHSM2, so the store's one native decrypt call can be held back until the test lets it go; while
+// nothing is held it is the real call on the real token.
+const stuck = vi.hoisted(() => ({ holding: false, released: [] as Array<() => void>, held: 0 }));
+vi.mock("../../../src/keystore/pkcs11/mechanism.js", async (importOriginal) => {
+  const real = await importOriginal<typeof import("../../../src/keystore/pkcs11/mechanism.js")>();
+  return {
+    ...real,
+    tokenDecrypt: async (...args: Parameters<typeof real.tokenDecrypt>) => {
+      if (stuck.holding) {
+        stuck.held++;
+        await new Promise<void>((resolve) => stuck.released.push(resolve));
+      }
+      return real.tokenDecrypt(...args);
+    },
+  };
+});
+
+const DEADLINE_MS = 2_000;
 const token = createTestToken("custody-faults");
 let store: Pkcs11KeyStore;
 let fingerprint: CanonicalFingerprint;
@@ -24,7 +44,9 @@ const health: boolean[] = [];
 beforeAll(async () => {
   token.generateWithPkcs11Tool("dotva-faults", "0a");
   store = await Pkcs11KeyStore.open(
-    parsePkcs11Config(token.config({ sessions: 2, operationTimeoutMs: 2_000, healthCheckIntervalMs: 100 })),
+    parsePkcs11Config(
+      token.config({ sessions: 2, operationTimeoutMs: DEADLINE_MS, healthCheckIntervalMs: 100 }),
+    ),
   );
   store.onHealthChange((up) => health.push(up));
   const key = store.list()[0]!;
@@ -40,6 +62,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  stuck.holding = false;
+  for (const release of stuck.released.splice(0)) release();
   await store?.close();
   token.remove();
 });
@@ -141,5 +165,45 @@ describe("PKCS#11 store faults", () => {
     await waitFor(() => store.healthy(), 5_000);
     expect(health).toEqual([false, true]);
     expect(await call()).toBe("ok");
+  });
+
+  // A store that waits for the token would block here until the test's own timeout.
+  it("fails calls with UNAVAILABLE within the deadline and recovers once the token answers", {
+    timeout: 20_000,
+  }, async () => {
+    health.length = 0;
+    expect((await store.unwrap(fingerprint, ciphertext)).equals(CEK)).toBe(true);
+
+    stuck.holding = true;
+    const started = Date.now();
+    const outcomes = await Promise.all(
+      [0, 1].map(() =>
+        store.unwrap(fingerprint, ciphertext).then(
+          () => "ok",
+          (err) => (err instanceof KeyStoreUnavailableError ? "unavailable" : String(err)),
+        ),
+      ),
+    );
+    const took = Date.now() - started;
+    expect(outcomes).toEqual(["unavailable", "unavailable"]);
+    expect(stuck.held).toBeGreaterThanOrEqual(1);
+    // One deadline for the operation, at most one more waiting for it before re-initialising.
+    expect(took).toBeGreaterThanOrEqual(DEADLINE_MS - 50);
+    expect(took).toBeLessThan(3 * DEADLINE_MS + 1_000);
+    expect(store.healthy()).toBe(false);
+    expect(health).toEqual([false]);
+
+    // While the operation is still stuck, new calls are refused at once rather than queued behind it.
+    const refusedAt = Date.now();
+    await expect(store.unwrap(fingerprint, ciphertext)).rejects.toBeInstanceOf(KeyStoreUnavailableError);
+    expect(Date.now() - refusedAt).toBeLessThan(DEADLINE_MS);
+
+    // The token answers again: the stuck operations finish, re-initialisation is no longer held
+    // back, and the background recovery brings the store up by itself.
+    stuck.holding = false;
+    for (const release of stuck.released.splice(0)) release();
+    await waitFor(() => store.healthy(), 5_000);
+    expect(health).toEqual([false, true]);
+    expect((await store.unwrap(fingerprint, ciphertext)).equals(CEK)).toBe(true);
   });
 });
