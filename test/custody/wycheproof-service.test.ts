@@ -16,7 +16,7 @@ import { MAX_ENCRYPTED_KEY_BYTES, MIN_ENCRYPTED_KEY_BYTES } from "../../src/cryp
 import type { RunningCustody } from "../../src/custody/server.js";
 import type { CardCustodyClient } from "../../src/shared/generated/custody/v1/CardCustody.js";
 import { USER } from "../support/profile.js";
-import { readWycheproof } from "../support/wycheproof.js";
+import { readOaepSha256Vectors } from "../support/wycheproof.js";
 import {
   baseEnv,
   custodyClient,
@@ -28,17 +28,7 @@ import {
 } from "./harness.js";
 import { STORE_FACTORIES } from "./stores.js";
 
-interface OaepCase {
-  tcId: number;
-  msg: string;
-  ct: string;
-  label: string;
-  result: "valid" | "invalid" | "acceptable";
-}
-const vectors = readWycheproof<{ testGroups: { privateKeyPem: string; tests: OaepCase[] }[] }>(
-  "rsa_oaep_2048_sha256_mgf1sha256_test.json",
-);
-const group = vectors.testGroups[0]!;
+const group = readOaepSha256Vectors()[0]!;
 const wycheproofKey = createPrivateKey(group.privateKeyPem);
 
 function jweWithEncryptedKey(encryptedKey: Buffer, contentKey: Buffer): string {

@@ -31,20 +31,11 @@ import {
   privateKeyFlags,
   withTokenSession,
 } from "../../../src/keystore/pkcs11/token-admin.js";
-import { readWycheproof } from "../../support/wycheproof.js";
+import { readOaepSha256Vectors } from "../../support/wycheproof.js";
 import { createTestToken, SOFTHSM_MODULE } from "./softhsm.js";
 
-interface OaepCase {
-  tcId: number;
-  msg: string;
-  ct: string;
-  label: string;
-  result: "valid" | "invalid" | "acceptable";
-}
-const wycheproof = readWycheproof<{ testGroups: { privateKeyPem: string; tests: OaepCase[] }[] }>(
-  "rsa_oaep_2048_sha256_mgf1sha256_test.json",
-);
-const wycheproofKey = createPrivateKey(wycheproof.testGroups[0]!.privateKeyPem);
+const wycheproof = readOaepSha256Vectors()[0]!;
+const wycheproofKey = createPrivateKey(wycheproof.privateKeyPem);
 
 const token = createTestToken();
 const fileTwin = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -69,7 +60,7 @@ beforeAll(async () => {
       Buffer.from("02", "hex"),
       fileTwin.privateKey.export({ type: "pkcs8", format: "pem" }),
     );
-    importIntoToken(admin, "wycheproof", Buffer.from("03", "hex"), wycheproof.testGroups[0]!.privateKeyPem);
+    importIntoToken(admin, "wycheproof", Buffer.from("03", "hex"), wycheproof.privateKeyPem);
   });
   store = await Pkcs11KeyStore.open(parsePkcs11Config(token.config()), log);
 });
@@ -136,7 +127,7 @@ describe("Pkcs11KeyStore on SoftHSM2", () => {
   it("runs every Wycheproof OAEP-SHA-256 case through the token's raw RSA and the in-process decode", async () => {
     const key = byLabel("wycheproof");
     expect(key.fingerprint).toBe(fingerprintForms(createPublicKey(wycheproofKey)).canonical);
-    const cases = wycheproof.testGroups[0]!.tests;
+    const cases = wycheproof.tests;
     expect(cases).toHaveLength(37);
     let decrypted = 0;
     for (const test of cases) {
