@@ -11,7 +11,6 @@
 import { spawn } from "node:child_process";
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,6 +22,7 @@ import { fingerprintForms } from "../src/crypto/fingerprint.js";
 import { parseKnotUser } from "../src/custody/card/knot-user.js";
 import { Reencryptor } from "../src/custody/reencryptor.js";
 import { loadCustodyProto, loadHealthProto } from "../src/shared/proto.js";
+import { freePort } from "../src/simulators/processes.js";
 import { SAMPLE_CARDHOLDER } from "../src/simulators/sample-cardholder.js";
 import { BENCH_STORE_REFERENCES, BENCH_STORES } from "./custody-stores.js";
 import { opensslRsa2048PrivateOpsPerSecond } from "./openssl-speed.js";
@@ -60,14 +60,6 @@ const round = (x: number, digits = 3) => Number(x.toFixed(digits));
 const percentile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 const log = (line: string) => console.log(line);
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 // --- the custody process -------------------------------------------------------------------------
 const port = await freePort();
