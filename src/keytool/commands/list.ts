@@ -1,5 +1,6 @@
 import { loadKeyDirectory } from "../../keystore/file/key-directory.js";
 import { DIR_OPTIONS, type KeyToolCommand } from "../command.js";
+import { printKeyListing } from "../key-listing.js";
 import { keyDir, passphrase } from "../options.js";
 
 export const list: KeyToolCommand = {
@@ -17,14 +18,8 @@ export const list: KeyToolCommand = {
       created: k.createdAt?.toISOString(),
       file: k.label,
     }));
-    if (values.json) {
-      io.out(JSON.stringify(keys, null, 2));
-      return;
-    }
-    for (const k of keys) {
-      io.out(`${k.fingerprint}  ${k.state}  ${k.bits} bits  created ${k.created ?? "?"}  ${k.file}`);
-      for (const alias of k.aliases) io.out(`    alias ${alias}`);
-    }
+    printKeyListing(keys, values.json === true, (k) => k.file, io);
+    if (values.json) return;
     for (const warning of snapshot.warnings) io.err(`warning: ${warning}`);
   },
 };

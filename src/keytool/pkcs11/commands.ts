@@ -19,6 +19,7 @@ import {
 import { formatKeyUri } from "../../keystore/pkcs11/uri.js";
 import type { KeyToolCommand, KeyToolIo } from "../command.js";
 import { KeyToolError } from "../key-files.js";
+import { printKeyListing } from "../key-listing.js";
 import { keyState, passphrase, required } from "../options.js";
 import { assertLabelFree, describeTokenKeys, findTokenKey, recordState } from "./token-keys.js";
 import { keyLabel, stateDir, TOKEN_OPTIONS, TOKEN_USAGE, tokenAccess } from "./token-options.js";
@@ -77,14 +78,7 @@ const listToken: TokenRun = async (values, io) => {
   const rows = await withTokenSession(tokenAccess(values), (admin) =>
     describeTokenKeys(admin, slotLabel(admin), stateDir(values)),
   );
-  if (values.json) {
-    io.out(JSON.stringify(rows, null, 2));
-    return;
-  }
-  for (const k of rows) {
-    io.out(`${k.fingerprint}  ${k.state}  ${k.bits} bits  created ${k.created ?? "?"}  ${k.uri}`);
-    for (const alias of k.aliases) io.out(`    alias ${alias}`);
-  }
+  printKeyListing(rows, values.json === true, (k) => k.uri, io);
 };
 
 const publicToken: TokenRun = async (values, io) => {
