@@ -5,8 +5,8 @@
  */
 import pg from "pg";
 import { MIGRATIONS } from "./migrations.js";
-import type { GatewayRepository } from "./repository.js";
-import * as q from "./sql.js";
+import type * as q from "./sql.js";
+import { SqlRepository } from "./sql-repository.js";
 
 /** `?` placeholders to `$n`; the shared SQL never contains a literal question mark. */
 function numbered(sql: string): string {
@@ -25,19 +25,21 @@ function runner(client: pg.Pool | pg.PoolClient): q.SqlRunner {
 // Any fixed number both instances agree on: serialises concurrent migrations at start-up.
 const MIGRATION_LOCK = 0x6761_7465;
 
-export class PostgresRepository implements GatewayRepository {
+export class PostgresRepository extends SqlRepository {
   readonly driver = "postgres";
+  protected readonly claimLock = "FOR UPDATE SKIP LOCKED";
   private readonly pool: pg.Pool;
-  private readonly r: q.SqlRunner;
+  protected readonly r: q.SqlRunner;
 
   constructor(connectionString: string, poolSize = 10) {
+    super();
     this.pool = new pg.Pool({ connectionString, max: poolSize, connectionTimeoutMillis: 5_000 });
     // An idle client erroring (server restart) must not crash the process; the next query reconnects.
     this.pool.on("error", () => {});
     this.r = runner(this.pool);
   }
 
-  private async tx<T>(op: (tx: q.SqlRunner) => Promise<T>): Promise<T> {
+  protected async write<T>(op: (tx: q.SqlRunner) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     try {
       await client.query("BEGIN");
@@ -53,7 +55,7 @@ export class PostgresRepository implements GatewayRepository {
   }
 
   async migrate(): Promise<void> {
-    await this.tx(async (tx) => {
+    await this.write(async (tx) => {
       await tx.execute(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
       await tx.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
@@ -72,28 +74,6 @@ export class PostgresRepository implements GatewayRepository {
       }
     });
   }
-
-  storeDotvaCard: GatewayRepository["storeDotvaCard"] = (card, digest) =>
-    this.tx((tx) => q.storeDotvaCard(tx, card, digest));
-  recordUnknownEvent: GatewayRepository["recordUnknownEvent"] = (e) =>
-    this.tx((tx) => q.recordUnknownEvent(tx, e));
-  countUnknownEvents: GatewayRepository["countUnknownEvents"] = (source) =>
-    q.countUnknownEvents(this.r, source);
-  getCard: GatewayRepository["getCard"] = (uuid) => q.getCard(this.r, uuid);
-  findCardForKnot: GatewayRepository["findCardForKnot"] = (id) => q.findCardForKnot(this.r, id);
-  recordKnotEvent: GatewayRepository["recordKnotEvent"] = (e) => this.tx((tx) => q.recordKnotEvent(tx, e));
-  getTask: GatewayRepository["getTask"] = (id) => q.getTask(this.r, id);
-  listMerchants: GatewayRepository["listMerchants"] = () => q.listMerchants(this.r);
-  putCardholder: GatewayRepository["putCardholder"] = (id, profile, now) =>
-    this.tx((tx) => q.putCardholder(tx, id, profile, now));
-  getCardholder: GatewayRepository["getCardholder"] = (id) => q.getCardholder(this.r, id);
-  claimJobs: GatewayRepository["claimJobs"] = (owner, now, leaseUntil, limit) =>
-    this.tx((tx) => q.claimJobs(tx, owner, now, leaseUntil, limit, "FOR UPDATE SKIP LOCKED"));
-  renewLease: GatewayRepository["renewLease"] = (id, owner, leaseUntil) =>
-    this.tx((tx) => q.renewLease(tx, id, owner, leaseUntil));
-  finishJob: GatewayRepository["finishJob"] = (id, owner, outcome) =>
-    this.tx((tx) => q.finishJob(tx, id, owner, outcome));
-  expireJobs: GatewayRepository["expireJobs"] = (now) => this.tx((tx) => q.expireJobs(tx, now));
 
   async ping(): Promise<void> {
     await this.pool.query("SELECT 1");

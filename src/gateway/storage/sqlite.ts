@@ -11,8 +11,8 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { MIGRATIONS } from "./migrations.js";
-import type { GatewayRepository } from "./repository.js";
-import * as q from "./sql.js";
+import type * as q from "./sql.js";
+import { SqlRepository } from "./sql-repository.js";
 
 type Op<T> = (tx: q.SqlRunner) => Promise<T>;
 
@@ -51,17 +51,20 @@ function cachedRunner(db: Database.Database): q.SqlRunner {
   };
 }
 
-export class SqliteRepository implements GatewayRepository {
+export class SqliteRepository extends SqlRepository {
   readonly driver = "sqlite";
+  // One writer connection: claims are serialised by it, no row locks needed.
+  protected readonly claimLock = "";
   private readonly writer: Database.Database;
   private readonly reader: Database.Database;
   private readonly w: q.SqlRunner;
-  private readonly r: q.SqlRunner;
+  protected readonly r: q.SqlRunner;
   private queue: Pending[] = [];
   private flushing = false;
   private scheduled = false;
 
   constructor(path: string) {
+    super();
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
     this.writer = new Database(path);
     this.writer.pragma("journal_mode = WAL");
@@ -95,7 +98,7 @@ export class SqliteRepository implements GatewayRepository {
     apply.immediate();
   }
 
-  private write<T>(op: Op<T>): Promise<T> {
+  protected write<T>(op: Op<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ op, resolve: resolve as (v: unknown) => void, reject });
       this.schedule();
@@ -148,28 +151,6 @@ export class SqliteRepository implements GatewayRepository {
     });
     if (this.queue.length > 0) this.schedule();
   }
-
-  storeDotvaCard: GatewayRepository["storeDotvaCard"] = (card, digest) =>
-    this.write((tx) => q.storeDotvaCard(tx, card, digest));
-  recordUnknownEvent: GatewayRepository["recordUnknownEvent"] = (e) =>
-    this.write((tx) => q.recordUnknownEvent(tx, e));
-  countUnknownEvents: GatewayRepository["countUnknownEvents"] = (source) =>
-    q.countUnknownEvents(this.r, source);
-  getCard: GatewayRepository["getCard"] = (uuid) => q.getCard(this.r, uuid);
-  findCardForKnot: GatewayRepository["findCardForKnot"] = (id) => q.findCardForKnot(this.r, id);
-  recordKnotEvent: GatewayRepository["recordKnotEvent"] = (e) => this.write((tx) => q.recordKnotEvent(tx, e));
-  getTask: GatewayRepository["getTask"] = (id) => q.getTask(this.r, id);
-  listMerchants: GatewayRepository["listMerchants"] = () => q.listMerchants(this.r);
-  putCardholder: GatewayRepository["putCardholder"] = (id, profile, now) =>
-    this.write((tx) => q.putCardholder(tx, id, profile, now));
-  getCardholder: GatewayRepository["getCardholder"] = (id) => q.getCardholder(this.r, id);
-  claimJobs: GatewayRepository["claimJobs"] = (owner, now, leaseUntil, limit) =>
-    this.write((tx) => q.claimJobs(tx, owner, now, leaseUntil, limit, ""));
-  renewLease: GatewayRepository["renewLease"] = (id, owner, leaseUntil) =>
-    this.write((tx) => q.renewLease(tx, id, owner, leaseUntil));
-  finishJob: GatewayRepository["finishJob"] = (id, owner, outcome) =>
-    this.write((tx) => q.finishJob(tx, id, owner, outcome));
-  expireJobs: GatewayRepository["expireJobs"] = (now) => this.write((tx) => q.expireJobs(tx, now));
 
   async ping(): Promise<void> {
     this.reader.prepare("SELECT 1").get();
