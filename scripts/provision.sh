@@ -3,6 +3,8 @@
 # only when something is missing) and the npm packages from package-lock.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/node-runtime.sh
+source scripts/node-runtime.sh
 
 # softhsm2 + opensc: the PKCS#11 token and pkcs11-tool; python3-jwcrypto + python3-grpcio: interop
 # peers written by other people; postgresql: the multi-instance gateway store; openssl: bench reference.
@@ -25,8 +27,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm ci when node_modules is absent or older than the lock file.
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "provision: npm ci"
+# npm ci when node_modules is absent, older than the lock file, or built for another Node ABI.
+abi_marker=node_modules/.card-custody-node-abi
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] ||
+  [ "$(cat "$abi_marker" 2>/dev/null)" != "$CARD_CUSTODY_NODE_ABI" ]; then
+  echo "provision: npm ci (Node $(node --version))"
   npm ci --no-audit --no-fund --loglevel=error
+  echo "$CARD_CUSTODY_NODE_ABI" >"$abi_marker"
 fi

@@ -5,6 +5,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/provision.sh || exit 1
+# shellcheck source=scripts/node-runtime.sh
+source scripts/node-runtime.sh
+echo "== runtime: Node $(node --version)"
 
 status=0
 echo "== lint (biome)"
