@@ -18,14 +18,20 @@ npx tsc -p tsconfig.json --noEmit || status=1
 echo "== tests (vitest)"
 mkdir -p .tmp
 rm -f .tmp/vitest.json
-npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json "$@" || status=1
+vitest_status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json "$@" || vitest_status=$?
+[ "$vitest_status" -eq 0 ] || status=1
 
+# Every declared test must have run and passed: a skipped test, a file that crashed before reporting or an
+# unhandled error all count as failures, so the closing line never hides them.
 if [ -f .tmp/vitest.json ]; then
-  node -e '
+  VITEST_STATUS=$vitest_status node -e '
     const r = require("./.tmp/vitest.json");
-    const failed = r.numFailedTests + (r.numFailedTestSuites > 0 && r.numFailedTests === 0 ? r.numFailedTestSuites : 0);
+    let failed = r.numTotalTests - r.numPassedTests;
+    if (failed === 0 && (process.env.VITEST_STATUS !== "0" || r.numFailedTestSuites > 0)) failed = 1;
     console.log(`tests: ${r.numPassedTests} passed, ${failed} failed`);
-  '
+    process.exit(failed === 0 ? 0 : 1);
+  ' || status=1
 else
   echo "tests: 0 passed, 1 failed"
   status=1
