@@ -9,9 +9,10 @@
  *   overwritten, while byte ranges into the plaintext buffer are wiped with it.
  *
  * It validates the whole document against RFC 8259 grammar (nested values of unknown members included)
- * but decodes only member names.
+ * but decodes only member names. A member whose value is an object is reported as such, so a caller
+ * can scan that object in turn (Dotva's secrets may sit under `card`).
  */
-export type JsonValueKind = "string" | "number" | "other";
+export type JsonValueKind = "string" | "number" | "object" | "other";
 
 export interface JsonMember {
   /** Index of the first byte of the value (the opening quote for a string). */
@@ -92,8 +93,11 @@ class Scanner {
       this.skipNumber();
       return "number";
     }
-    if (b === OPEN_BRACE) this.skipContainer(depth, CLOSE_BRACE, () => {});
-    else if (b === OPEN_BRACKET) this.skipContainer(depth, CLOSE_BRACKET);
+    if (b === OPEN_BRACE) {
+      this.skipContainer(depth, CLOSE_BRACE, () => {});
+      return "object";
+    }
+    if (b === OPEN_BRACKET) this.skipContainer(depth, CLOSE_BRACKET);
     else if (!this.skipLiteral("true") && !this.skipLiteral("false") && !this.skipLiteral("null")) {
       throw new JsonShapeError("not a JSON value");
     }

@@ -5,9 +5,9 @@ const scan = (text: string) => scanObjectMembers(Buffer.from(text, "utf8"));
 
 describe("scanObjectMembers", () => {
   it("locates each member's value and its kind without decoding values", () => {
-    const text = '{"a":"xy","b":-1.5e3,"c":[true,{"d":null}],"\\u0065":false}';
+    const text = '{"a":"xy","b":-1.5e3,"c":[true,{"d":null}],"\\u0065":false,"f":{"g":1}}';
     const members = scan(text);
-    expect([...members.keys()]).toEqual(["a", "b", "c", "e"]);
+    expect([...members.keys()]).toEqual(["a", "b", "c", "e", "f"]);
     const slice = (name: string) => text.slice(members.get(name)!.start, members.get(name)!.end);
     expect(slice("a")).toBe('"xy"');
     expect(members.get("a")!.kind).toBe("string");
@@ -15,6 +15,9 @@ describe("scanObjectMembers", () => {
     expect(members.get("b")!.kind).toBe("number");
     expect(slice("c")).toBe('[true,{"d":null}]');
     expect(members.get("c")!.kind).toBe("other");
+    expect(members.get("e")!.kind).toBe("other");
+    expect(slice("f")).toBe('{"g":1}');
+    expect(members.get("f")!.kind).toBe("object");
   });
 
   it("accepts what JSON.parse accepts for these documents", () => {
