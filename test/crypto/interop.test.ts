@@ -12,10 +12,17 @@ import { parseKnotJwk } from "../../src/crypto/knot-jwk.js";
 import { parseKnotUser } from "../../src/custody/card/knot-user.js";
 import { reencryptForKnot } from "../../src/custody/reencrypt.js";
 import { privateKeyUnwrap } from "../../src/keystore/private-key-unwrap.js";
+import { expiryFromNow } from "../support/expiry.js";
 import { jwcrypto } from "../support/jwcrypto.js";
 import { USER } from "../support/profile.js";
 
-const SECRETS = JSON.stringify({ pan: "4000056655665556", cvv: "9731", expiry_month: 11, expiry_year: 2029 });
+const EXPIRY = expiryFromNow();
+const SECRETS = JSON.stringify({
+  pan: "4000056655665556",
+  cvv: "9731",
+  expiry_month: EXPIRY.month,
+  expiry_year: EXPIRY.year,
+});
 const HEADER = { alg: "RSA-OAEP-256", enc: "A256GCM" };
 
 /** An RSA key made by the openssl command line, as an operator would make one. */
@@ -86,10 +93,13 @@ describe("Knot side: what we produce decrypts elsewhere, in Knot's shape", () =>
       unwrap: privateKeyUnwrap(dotva.privateKey),
       recipient: parseKnotJwk(knotJwkText),
       user: parseKnotUser(USER),
-      now: new Date("2026-11-23T00:00:00Z"),
+      now: new Date(),
     });
   }
-  const expected = { user: USER, card: { number: "4000056655665556", expiration: "11/2029", cvv: "9731" } };
+  const expected = {
+    user: USER,
+    card: { number: "4000056655665556", expiration: EXPIRY.mmYyyy, cvv: "9731" },
+  };
 
   it("decrypts with jwcrypto, the Knot JWK having been made by jwcrypto from openssl's PEM", async () => {
     const knotJwk = jwcrypto("pem2jwk", { pem: knot.publicKey.export({ type: "spki", format: "pem" }) });

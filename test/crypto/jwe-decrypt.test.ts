@@ -14,6 +14,7 @@ import {
   type UnwrapKey,
 } from "../../src/crypto/jwe-decrypt.js";
 import { privateKeyUnwrap } from "../../src/keystore/private-key-unwrap.js";
+import { expiryFromNow } from "../support/expiry.js";
 
 // Pass-through spy: lets a test see that AES-GCM runs even when the unwrap failed.
 vi.mock("../../src/crypto/aes-gcm.js", async (importOriginal) => {
@@ -24,7 +25,8 @@ vi.mock("../../src/crypto/aes-gcm.js", async (importOriginal) => {
 const dotva = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const unwrap = privateKeyUnwrap(dotva.privateKey);
 const b64u = (data: string | Buffer) => Buffer.from(data).toString("base64url");
-const PLAINTEXT = '{"pan":"4242424242424242","cvv":"123","expiry_month":8,"expiry_year":2030}';
+const EXPIRY = expiryFromNow();
+const PLAINTEXT = `{"pan":"4242424242424242","cvv":"123","expiry_month":${EXPIRY.month},"expiry_year":${EXPIRY.year}}`;
 
 async function joseJwe(header: Record<string, unknown> = { alg: "RSA-OAEP-256", enc: "A256GCM" }) {
   return new CompactEncrypt(new TextEncoder().encode(PLAINTEXT))

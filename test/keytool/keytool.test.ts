@@ -25,7 +25,9 @@ const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
 describe("custody-keys", () => {
   it("generate, list, public (PEM and JWK), set-state and verify work on one directory", async () => {
     const dir = tmp("keytool-");
+    const before = Date.now();
     const gen = await tool("generate", "--dir", dir, "--name", "dotva-2026");
+    const after = Date.now();
     expect(gen.code).toBe(0);
     const fingerprint = gen.out.split(/\s+/)[0]!;
     expect(statSync(join(dir, "dotva-2026.pem")).mode & 0o777).toBe(0o600);
@@ -34,7 +36,8 @@ describe("custody-keys", () => {
     const [entry] = JSON.parse(list.out);
     expect(entry).toMatchObject({ fingerprint, state: "active", bits: 2048, file: "dotva-2026.pem" });
     expect(entry.aliases).toHaveLength(4);
-    expect(Date.parse(entry.created)).toBeGreaterThan(Date.now() - 60_000);
+    expect(Date.parse(entry.created)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(entry.created)).toBeLessThanOrEqual(after);
 
     const pem = await tool("public", "--dir", dir, "--key", "dotva-2026");
     expect(fingerprintForms(createPublicKey(pem.out)).canonical).toBe(fingerprint);

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { parseDotvaSecrets } from "../../../src/custody/card/dotva-secrets.js";
 import { assertNotExpired, buildKnotPayload } from "../../../src/custody/card/knot-payload.js";
 import { parseKnotUser } from "../../../src/custody/card/knot-user.js";
+import { expiryFromNow } from "../../support/expiry.js";
 import { USER } from "../../support/profile.js";
 
 const secrets = (month: number | string, year: number | string) =>
@@ -11,19 +12,27 @@ const secrets = (month: number | string, year: number | string) =>
     ),
   );
 
+const expiry = expiryFromNow();
+
 describe("buildKnotPayload", () => {
   it("produces Knot's documented shape exactly, with MM/YYYY expiration", () => {
-    const payload = buildKnotPayload(parseKnotUser(USER), secrets("8", "30"));
+    const twoDigits = (n: number) => String(n % 100).padStart(2, "0");
+    const payload = buildKnotPayload(
+      parseKnotUser(USER),
+      secrets(String(expiry.month), twoDigits(expiry.year)),
+    );
     expect(JSON.parse(payload.toString())).toStrictEqual({
       user: USER,
-      card: { number: "4242424242424242", expiration: "08/2030", cvv: "012" },
+      card: { number: "4242424242424242", expiration: expiry.mmYyyy, cvv: "012" },
     });
     expect(Object.keys(JSON.parse(payload.toString()))).toEqual(["user", "card"]);
   });
 
   it("escapes profile text as JSON", () => {
     const user = parseKnotUser({ ...USER, name: { first_name: 'O"Brien\\', last_name: "Zoë" } });
-    expect(JSON.parse(buildKnotPayload(user, secrets(12, 2031)).toString()).user.name).toEqual({
+    expect(
+      JSON.parse(buildKnotPayload(user, secrets(expiry.month, expiry.year)).toString()).user.name,
+    ).toEqual({
       first_name: 'O"Brien\\',
       last_name: "Zoë",
     });
@@ -31,22 +40,33 @@ describe("buildKnotPayload", () => {
 
   it("leaves street2 out when the profile has none (proto3 sends an empty string)", () => {
     const user = parseKnotUser({ ...USER, address: { ...USER.address, street2: "" } });
-    expect(JSON.parse(buildKnotPayload(user, secrets(1, 2030)).toString()).user.address).not.toHaveProperty(
-      "street2",
-    );
+    expect(
+      JSON.parse(buildKnotPayload(user, secrets(expiry.month, expiry.year)).toString()).user.address,
+    ).not.toHaveProperty("street2");
   });
 });
 
 describe("assertNotExpired", () => {
-  const at = (iso: string) => new Date(iso);
+  const lastSecondOf = (e: { expiredFrom: Date }) => new Date(e.expiredFrom.getTime() - 1000);
   it("accepts a card through the last day of its expiry month (UTC)", () => {
-    expect(() => assertNotExpired(secrets(8, 2030), at("2030-08-31T23:59:59Z"))).not.toThrow();
+    expect(() => assertNotExpired(secrets(expiry.month, expiry.year), lastSecondOf(expiry))).not.toThrow();
+    expect(() => assertNotExpired(secrets(expiry.month, expiry.year), new Date())).not.toThrow();
   });
   it("reports CARD_EXPIRED from the first day of the next month", () => {
-    expect(() => assertNotExpired(secrets(8, 2030), at("2030-09-01T00:00:00Z"))).toThrow(
+    expect(() => assertNotExpired(secrets(expiry.month, expiry.year), expiry.expiredFrom)).toThrow(
       expect.objectContaining({ code: "CARD_EXPIRED" }),
     );
-    expect(() => assertNotExpired(secrets(12, 2029), at("2030-01-01T00:00:00Z"))).toThrow(
+    const lastMonth = expiryFromNow(-1);
+    expect(() => assertNotExpired(secrets(lastMonth.month, lastMonth.year), new Date())).toThrow(
+      expect.objectContaining({ code: "CARD_EXPIRED" }),
+    );
+  });
+  it("rolls December over into January of the next year", () => {
+    const newYear = new Date(Date.UTC(expiry.year + 1, 0, 1));
+    expect(() =>
+      assertNotExpired(secrets(12, expiry.year), lastSecondOf({ expiredFrom: newYear })),
+    ).not.toThrow();
+    expect(() => assertNotExpired(secrets(12, expiry.year), newYear)).toThrow(
       expect.objectContaining({ code: "CARD_EXPIRED" }),
     );
   });
