@@ -25,7 +25,7 @@ export class JweHeaderUnsupportedError extends CryptoError {
 
 /**
  * Any failure once the private key is involved: OAEP padding, content-key length, GCM tag. One class,
- * one fixed message, so the caller cannot tell which step failed (DESIGN invariant 2).
+ * one fixed message, so the caller cannot tell which step failed (docs/design.md invariant 2).
  */
 export class JweDecryptError extends CryptoError {
   readonly code = "JWE_DECRYPT_FAILED";

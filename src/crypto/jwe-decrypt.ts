@@ -6,7 +6,7 @@
  * fails with a specific error. Once the private key is involved (`decryptJwe`), every failure is the
  * same JweDecryptError, and a failed key unwrap continues with a random content key through the same
  * AES-GCM work, so neither the answer nor its timing tells an attacker whether OAEP or GCM failed
- * (RFC 7516 section 11.5; DESIGN invariant 2).
+ * (RFC 7516 section 11.5; docs/design.md invariant 2).
  *
  * The private key never reaches this module: the key store supplies `unwrap`.
  */

@@ -1,6 +1,7 @@
 /**
  * Which Knot keys custody re-encrypts to. Without this check, anyone able to call custody could submit a
- * Dotva JWE with their own public key and read the card (DESIGN invariant 3). A recipient is allowed when
+ * Dotva JWE with their own public key and read the card (docs/design.md invariant 3). A recipient is
+ * allowed when
  *   - its RFC 7638 thumbprint is pinned in configuration, or
  *   - its JWK carries an `x5c` chain that verifies to a configured root, every certificate is within its
  *     validity period, intermediates are CAs, and the leaf's public key is the JWK's key.

@@ -35,7 +35,7 @@ export interface KeyStore {
   /**
    * RSA-OAEP-256 (SHA-256, MGF1-SHA-256, empty label) decryption of `encryptedKey` with the private key
    * named by `fingerprint`. Any failure rejects with the same error, whatever its cause, so a caller
-   * cannot tell padding errors apart (see invariant 2 in DESIGN.md).
+   * cannot tell padding errors apart (docs/design.md invariant 2).
    */
   unwrap(fingerprint: CanonicalFingerprint, encryptedKey: Uint8Array): Promise<Buffer>;
   close(): Promise<void>;

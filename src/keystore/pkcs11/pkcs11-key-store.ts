@@ -8,7 +8,7 @@
  * handles change) until the token answers. A call that hit the failure itself waits for one recovery
  * attempt and retries once, so a token blip (sessions closed under us) costs latency, not errors.
  *
- * Decryption failures stay uniform (DESIGN invariant 2): bad ciphertext is JweDecryptError whichever
+ * Decryption failures stay uniform (docs/design.md invariant 2): bad ciphertext is JweDecryptError whichever
  * step noticed it. Token errors are UNAVAILABLE only when the token really is unhealthy, so a token
  * that reports bad OAEP padding with an odd return code does not become a padding oracle.
  */
