@@ -15,6 +15,7 @@ import {
   InternalError,
   InvalidBodyError,
   RouteNotFoundError,
+  ShuttingDownError,
   UnsupportedMediaTypeError,
 } from "./errors.js";
 import { registerHealthRoutes } from "./health.js";
@@ -117,6 +118,14 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
   });
 
   const pub = baseApp(config, logger);
+  let closing = false;
+  // A partner delivery that arrives while this instance stops is answered 503 so the partner retries
+  // it (on another instance or after the restart); nothing half-done is acknowledged.
+  pub.addHook("onRequest", async (req) => {
+    if (closing && req.url.startsWith("/webhooks/")) {
+      throw new ShuttingDownError("the gateway is shutting down; retry the delivery");
+    }
+  });
   registerDotvaRoute(pub, { config, repo, metrics });
   registerKnotRoute(pub, {
     config,
@@ -146,6 +155,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
     async close() {
       if (closed) return;
       closed = true;
+      closing = true;
       await pub.close();
       if (internal !== pub) await internal.close();
       await worker.stop();

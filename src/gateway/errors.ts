@@ -77,6 +77,12 @@ export class StorageUnavailableError extends GatewayError {
   readonly code = "STORAGE_UNAVAILABLE";
 }
 
+/** This instance is stopping; the partner should retry the delivery. */
+export class ShuttingDownError extends GatewayError {
+  readonly statusCode = 503;
+  readonly code = "SHUTTING_DOWN";
+}
+
 /** Anything unexpected; details go to the log, never to the caller. */
 export class InternalError extends GatewayError {
   readonly statusCode = 500;

@@ -14,7 +14,19 @@ export class GatewayMetrics {
   });
   readonly dotvaConflicts = new Counter({
     name: "gateway_dotva_conflicts_total",
-    help: "Dotva deliveries for a known card_uuid with different content (first kept)",
+    help: "Dotva redeliveries of a known card_uuid with different content: conflict (first kept) or replaced (stored secrets were refused by custody)",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly dotvaQuarantined = new Counter({
+    name: "gateway_dotva_quarantined_total",
+    help: "Dotva deliveries that can never become valid, acknowledged and kept in quarantine, by kind",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
+  readonly knotKeyNotPinned = new Counter({
+    name: "gateway_knot_key_not_pinned_total",
+    help: "Send-card jobs failed because custody refused Knot's current key (not pinned): alert on any increase",
     registers: [this.registry],
   });
   readonly sendCardLatency = new Histogram({

@@ -8,12 +8,13 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningGateway, startGateway } from "../../src/gateway/app.js";
 import { loggerOptions } from "../../src/gateway/logger.js";
-import { DotvaSimulator, TEST_PANS } from "../../src/simulators/dotva-simulator.js";
 import { authenticatedEvent, KnotSimulator } from "../../src/simulators/knot-simulator.js";
 import { type FakeCustody, startFakeCustody } from "../support/fake-custody.js";
 import {
   DOTVA_HMAC,
   DOTVA_SHARED,
+  dotvaDelivery,
+  dotvaHeaders,
   gatewayConfig,
   internalGet,
   KNOT_CLIENT_ID,
@@ -23,11 +24,11 @@ import {
   waitFor,
 } from "../support/gateway-env.js";
 
-const CARD = { pan: TEST_PANS[0], cvv: "123", expiry_month: "8", expiry_year: "2030" };
+const TEST_PAN = "4242424242424242";
+const CARD = { pan: TEST_PAN, cvv: "123", expiry_month: "8", expiry_year: "2030" };
 const logLines: string[] = [];
 let knot: KnotSimulator;
 let custody: FakeCustody;
-let dotva: DotvaSimulator;
 let gw: RunningGateway;
 let taskSeq = 1000;
 
@@ -35,7 +36,6 @@ beforeAll(async () => {
   knot = new KnotSimulator({ clientId: KNOT_CLIENT_ID, secret: KNOT_SECRET });
   await knot.start();
   custody = await startFakeCustody();
-  dotva = new DotvaSimulator(custody.publicKeyPem, { sharedSecret: DOTVA_SHARED, hmac: DOTVA_HMAC });
   const sink = new Writable({
     write(chunk, _enc, cb) {
       logLines.push(String(chunk));
@@ -66,7 +66,7 @@ async function postDotva(body: unknown, headers?: Record<string, string>) {
   const text = typeof body === "string" ? body : JSON.stringify(body);
   const res = await fetch(`${gw.url}/webhooks/dotva`, {
     method: "POST",
-    headers: headers ?? dotva.headers(text),
+    headers: headers ?? dotvaHeaders(text),
     body: text,
   });
   return {
@@ -82,12 +82,11 @@ async function metric(name: string): Promise<string[]> {
 
 /** Stores a fresh card and a profile; returns the ids the Knot webhook needs. */
 async function readyCard() {
-  const event = await dotva.issue(CARD);
-  expect((await dotva.deliver(gw.url, event)).delivered).toBe(true);
-  const data = event.data as { card_id: string; card_uuid: string };
+  const d = await dotvaDelivery(custody.publicKeyPem, CARD);
+  expect(await postDotva(d.text)).toMatchObject({ status: 200, body: { outcome: "created" } });
   const user = `user-${randomUUID()}`;
   expect((await putProfile(gw.internalUrl, user)).status).toBe(201);
-  return { cardId: data.card_id, cardUuid: data.card_uuid, user, taskId: ++taskSeq };
+  return { cardId: d.cardId, cardUuid: d.cardUuid, user, taskId: ++taskSeq };
 }
 
 async function jobOf(taskId: number, final = true) {
@@ -99,50 +98,61 @@ async function jobOf(taskId: number, final = true) {
 }
 
 describe("Dotva intake", () => {
-  it("stores a card.issued.secrets delivery; a duplicate changes nothing; a conflict keeps the first", async () => {
-    const event = await dotva.issue(CARD);
-    const uuid = (event.data as { card_uuid: string }).card_uuid;
-    expect(await postDotva(event)).toMatchObject({ status: 200, body: { outcome: "created" } });
-    expect(await postDotva(event)).toMatchObject({ status: 200, body: { outcome: "duplicate" } });
-    const other = { ...event, data: { ...(event.data as object), card_last4: "0000" } };
-    expect(await postDotva(other)).toMatchObject({ status: 200, body: { outcome: "conflict" } });
-    const card = await internalGet(gw.internalUrl, `/v1/cards/${uuid}`);
-    expect(card.body).toMatchObject({ cardLast4: "4242", conflicts: 1 });
+  it("stores a card.issued.secrets delivery; a duplicate changes nothing; a differing one keeps the first", async () => {
+    const d = await dotvaDelivery(custody.publicKeyPem, CARD);
+    expect(await postDotva(d.text)).toMatchObject({ status: 200, body: { outcome: "created" } });
+    expect(await postDotva(d.text)).toMatchObject({ status: 200, body: { outcome: "duplicate" } });
+    // Dotva may re-encrypt on retry: same card_uuid, new secrets_jwe. Acknowledged, first kept.
+    const again = await dotvaDelivery(custody.publicKeyPem, CARD, {
+      cardUuid: d.cardUuid,
+      cardId: BigInt(d.cardId),
+    });
+    expect(await postDotva(again.text)).toMatchObject({ status: 200, body: { outcome: "conflict" } });
+    const card = await internalGet(gw.internalUrl, `/v1/cards/${d.cardUuid}`);
+    expect(card.body).toMatchObject({ cardLast4: "4242", cardId: d.cardId, workspaceId: "12", conflicts: 1 });
     expect(JSON.stringify(card.body)).not.toContain("secrets");
-    expect((await metric("gateway_dotva_conflicts_total"))[0]).toMatch(/ [1-9]\d*$/);
+    expect((await metric("gateway_dotva_conflicts_total")).join()).toMatch(/outcome="conflict"} [1-9]/);
+    const warn = logLines.find((l) => l.includes("different content") && l.includes(d.cardUuid));
+    expect(warn).toContain('"differing":["secrets_jwe"]');
+    expect(warn).not.toContain(again.text.slice(0, 60));
   });
 
   it("acknowledges and records unknown events", async () => {
     const before = await gw.repo.countUnknownEvents("dotva");
-    expect(await postDotva({ type: "card.frozen", data: { card_uuid: randomUUID() } })).toMatchObject({
+    expect(await postDotva({ event: "card.frozen", data: { card_uuid: randomUUID() } })).toMatchObject({
       status: 200,
-      body: { outcome: "ignored_unknown_event" },
+      body: { outcome: "recorded_unknown_event" },
     });
     expect(await gw.repo.countUnknownEvents("dotva")).toBe(before + 1);
   });
 
-  it("rejects a malformed card.issued.secrets naming the field, without echoing values", async () => {
-    const event = await dotva.issue(CARD);
-    const bad = { ...event, data: { ...(event.data as object), secrets_jwe: "not-a-jwe-SECRETVALUE" } };
-    const res = await postDotva(bad);
-    expect(res.status).toBe(400);
-    expect(res.body.error?.code).toBe("INVALID_BODY");
-    expect(res.body.error?.message).toMatch(/^data\.secrets_jwe /);
+  it("acknowledges and quarantines a delivery that can never become valid, naming the field, without echoing values", async () => {
+    const d = await dotvaDelivery(custody.publicKeyPem, CARD);
+    const bad = { ...d.event, data: { ...(d.event.data as object), secrets_jwe: "not-a-jwe-SECRETVALUE" } };
+    const res = await postDotva(JSON.stringify(bad, (_k, v) => (typeof v === "bigint" ? Number(v) : v)));
+    expect(res).toMatchObject({ status: 200, body: { outcome: "quarantined" } });
+    expect((res.body as { reason: string }).reason).toMatch(/^data\.secrets_jwe /);
     expect(JSON.stringify(res.body)).not.toContain("SECRETVALUE");
-    const noJson = await postDotva("{not json");
-    expect(noJson).toMatchObject({ status: 400, body: { error: { code: "INVALID_BODY" } } });
+    expect(await postDotva("{not json")).toMatchObject({ status: 200, body: { outcome: "quarantined" } });
+    const q = await internalGet(gw.internalUrl, "/v1/dotva/quarantine");
+    const listed = q.body.deliveries as { reason: string; cardUuid?: string }[];
+    expect(listed).toContainEqual(expect.objectContaining({ cardUuid: d.cardUuid }));
+    expect(listed.map((x) => x.reason)).toContain("body is not a JSON object");
+    expect(JSON.stringify(q.body)).not.toContain("SECRETVALUE");
+    expect((await metric("gateway_dotva_quarantined_total")).join()).toMatch(/kind="invalid_card"} [1-9]/);
+    expect(await gw.repo.getCard(d.cardUuid)).toBeUndefined();
   });
 
   it("verifies the shared secret and the HMAC of the raw body, each on its own", async () => {
-    const event = await dotva.issue(CARD);
-    const text = JSON.stringify(event);
-    const good = dotva.headers(text);
+    const d = await dotvaDelivery(custody.publicKeyPem, CARD, { workspaceId: 12 });
+    const text = d.text;
+    const good = dotvaHeaders(text);
     const wrongSecret = { ...good, [DOTVA_SHARED.header]: "x".repeat(29) };
     expect((await postDotva(text, wrongSecret)).body.error?.code).toBe("SENDER_UNAUTHENTICATED");
     const { [DOTVA_SHARED.header]: _, ...noSecret } = good;
     expect((await postDotva(text, noSecret)).status).toBe(401);
     // Same headers, one byte of body changed: the HMAC no longer matches.
-    expect((await postDotva(text.replace("ws_demo", "ws_demx"), good)).status).toBe(401);
+    expect((await postDotva(text.replace('"workspace_id":12', '"workspace_id":13'), good)).status).toBe(401);
     const base64Mac = {
       ...good,
       [DOTVA_HMAC.header]: `sha256=${Buffer.from(good[DOTVA_HMAC.header]!, "hex").toString("base64")}`,
@@ -381,10 +391,9 @@ describe("send-card jobs", () => {
   });
 
   it("a missing cardholder profile fails the job with a code that says what to do", async () => {
-    const event = await dotva.issue(CARD);
-    await dotva.deliver(gw.url, event);
+    const { text, cardId } = await dotvaDelivery(custody.publicKeyPem, CARD);
+    expect((await postDotva(text)).status).toBe(200);
     const taskId = ++taskSeq;
-    const cardId = (event.data as { card_id: string }).card_id;
     await knot.sendWebhook(gw.url, authenticatedEvent({ taskId, cardId, externalUserId: "nobody" }));
     expect((await jobOf(taskId)).job).toMatchObject({ state: "failed", errorCode: "CARDHOLDER_NOT_FOUND" });
   });
@@ -407,15 +416,17 @@ describe("internal API", () => {
       address: { ...PROFILE.address, country: "XX" },
     });
     expect((badCountry.body.error as { message: string }).message).toMatch(/^address\.country /);
-    const extra = await putProfile(gw.internalUrl, "u1", { ...PROFILE, card: { number: TEST_PANS[0] } });
+    const extra = await putProfile(gw.internalUrl, "u1", { ...PROFILE, card: { number: TEST_PAN } });
     expect(extra.status).toBe(400);
-    expect(JSON.stringify(extra.body)).not.toContain(TEST_PANS[0]);
+    expect(JSON.stringify(extra.body)).not.toContain(TEST_PAN);
     expect((await putProfile(gw.internalUrl, "u1")).status).toBe(201);
     expect((await putProfile(gw.internalUrl, "u1")).status).toBe(200);
   });
 
   it("validates path parameters and answers 404 with a code", async () => {
-    expect((await internalGet(gw.internalUrl, "/v1/cards/not-a-uuid")).body.error).toMatchObject({
+    expect(
+      (await internalGet(gw.internalUrl, `/v1/cards/${encodeURIComponent("not a card uuid")}`)).body.error,
+    ).toMatchObject({
       code: "INVALID_PARAMETER",
     });
     expect((await internalGet(gw.internalUrl, `/v1/cards/${randomUUID()}`)).status).toBe(404);
@@ -432,7 +443,7 @@ describe("logs", () => {
   it("never contain secrets_jwe, the JWE for Knot, PAN, CVV or credentials", async () => {
     expect(logLines.length).toBeGreaterThan(5);
     const all = logLines.join("");
-    const event = await dotva.issue(CARD);
+    const { event } = await dotvaDelivery(custody.publicKeyPem, CARD);
     const jwe = (event.data as { secrets_jwe: string }).secrets_jwe;
     expect(all).not.toContain(jwe.slice(0, 40));
     expect(all).not.toMatch(/eyJhbGciOiJSU0EtT0FFUC0yNTYi/);

@@ -30,13 +30,12 @@ const drivers: Record<string, () => GatewayRepository> = {
 
 const card = (over: Partial<DotvaCard> = {}): DotvaCard => ({
   cardUuid: "0b9b3a52-8f0e-4c5b-9a57-5f1b0d7a1c01",
-  cardId: "card_001",
-  workspaceId: "ws_1",
+  cardId: "345",
+  workspaceId: "12",
   cardLast4: "4242",
   cardBin: "424242",
   keyFingerprint: `sha256:${"a".repeat(64)}`,
   secretsJwe: "h.k.i.c.t",
-  eventCreatedAt: "2026-11-23T09:00:00Z",
   receivedAt: 1_000,
   ...over,
 });
@@ -49,7 +48,7 @@ const knot = (over: Partial<KnotEventRecord> = {}): KnotEventRecord => ({
   externalUserId: "user-1",
   merchantId: "10",
   merchantName: "Uber",
-  cardId: "card_001",
+  cardId: "345",
   timestamp: 1_000,
   receivedAt: 1_000,
   body: "{}",
@@ -70,12 +69,72 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
   });
 
   it("stores a card once; same content is a duplicate, different content a recorded conflict", async () => {
-    expect(await repo.storeDotvaCard(card(), "digest-1")).toBe("created");
-    expect(await repo.storeDotvaCard(card({ receivedAt: 2_000 }), "digest-1")).toBe("duplicate");
-    expect(await repo.storeDotvaCard(card({ cardLast4: "1111" }), "digest-2")).toBe("conflict");
+    expect(await repo.storeDotvaCard(card(), "digest-1")).toEqual({ outcome: "created", differing: [] });
+    expect((await repo.storeDotvaCard(card({ receivedAt: 2_000 }), "digest-1")).outcome).toBe("duplicate");
+    expect(
+      await repo.storeDotvaCard(card({ cardLast4: "1111", secretsJwe: "h.k.i.c.u" }), "digest-2"),
+    ).toEqual({ outcome: "conflict", differing: ["card_last4", "secrets_jwe"] });
     const view = await repo.getCard(card().cardUuid);
-    expect(view).toMatchObject({ cardLast4: "4242", receivedAt: 1_000, conflicts: 1 });
+    expect(view).toMatchObject({ cardLast4: "4242", workspaceId: "12", receivedAt: 1_000, conflicts: 1 });
     expect(view).not.toHaveProperty("secretsJwe");
+    expect((await repo.findCardForKnot("345"))?.secretsJwe).toBe("h.k.i.c.t");
+  });
+
+  it("a redelivery replaces secrets custody refused, and only those", async () => {
+    await repo.storeDotvaCard(card(), "digest-1");
+    await repo.markCardUnusable(card().cardUuid, "JWE_DECRYPT_FAILED");
+    expect(await repo.getCard(card().cardUuid)).toMatchObject({ unusableReason: "JWE_DECRYPT_FAILED" });
+    // Same secrets again: nothing to gain, still a conflict (here: only card_bin differs).
+    expect((await repo.storeDotvaCard(card({ cardBin: "411111" }), "digest-2")).outcome).toBe("conflict");
+    expect(await repo.storeDotvaCard(card({ secretsJwe: "h.k.i.c.v" }), "digest-3")).toEqual({
+      outcome: "replaced",
+      differing: ["secrets_jwe"],
+    });
+    expect((await repo.findCardForKnot("345"))?.secretsJwe).toBe("h.k.i.c.v");
+    const view = await repo.getCard(card().cardUuid);
+    expect(view?.unusableReason).toBeUndefined();
+    expect(view?.conflicts).toBe(2);
+    // Usable again: the next differing redelivery does not replace it.
+    expect((await repo.storeDotvaCard(card({ secretsJwe: "h.k.i.c.w" }), "digest-4")).outcome).toBe(
+      "conflict",
+    );
+    expect((await repo.findCardForKnot("345"))?.secretsJwe).toBe("h.k.i.c.v");
+  });
+
+  it("keeps a ciphertext-sized id of 30 digits exactly", async () => {
+    const big = "123456789012345678901234567890";
+    await repo.storeDotvaCard(card({ cardId: big, workspaceId: big }), "d");
+    expect(await repo.getCard(card().cardUuid)).toMatchObject({ cardId: big, workspaceId: big });
+    expect((await repo.findCardForKnot(big))?.workspaceId).toBe(big);
+  });
+
+  it("quarantines a delivery once per body and lists it without the body", async () => {
+    const d = {
+      digest: "q1",
+      reason: "data.card_last4 must be 4 digits",
+      event: "card.issued.secrets",
+      cardUuid: "u-1",
+      body: '{"marker":"BODYMARK"}',
+      receivedAt: 5,
+    };
+    expect(await repo.quarantineDotva(d)).toBe(true);
+    expect(await repo.quarantineDotva(d)).toBe(false);
+    expect(
+      await repo.quarantineDotva({
+        digest: "q2",
+        reason: "body is not a JSON object",
+        body: "x",
+        receivedAt: 6,
+      }),
+    ).toBe(true);
+    const list = await repo.listQuarantine(10);
+    expect(list.map((q) => q.reason)).toEqual([
+      "body is not a JSON object",
+      "data.card_last4 must be 4 digits",
+    ]);
+    expect(list[1]).toMatchObject({ event: "card.issued.secrets", cardUuid: "u-1", receivedAt: 5 });
+    expect(JSON.stringify(list)).not.toContain("BODYMARK");
+    expect(await repo.listQuarantine(1)).toHaveLength(1);
   });
 
   it("concurrent writes all commit (group commit) and each gets its own outcome", async () => {
@@ -84,14 +143,14 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
         repo.storeDotvaCard(card({ cardUuid: `uuid-${i % 25}`, cardId: `c${i % 25}` }), "same"),
       ),
     );
-    expect(outcomes.filter((o) => o === "created")).toHaveLength(25);
-    expect(outcomes.filter((o) => o === "duplicate")).toHaveLength(25);
+    expect(outcomes.filter((o) => o.outcome === "created")).toHaveLength(25);
+    expect(outcomes.filter((o) => o.outcome === "duplicate")).toHaveLength(25);
     for (let i = 0; i < 25; i++) expect(await repo.getCard(`uuid-${i}`)).toBeDefined();
   });
 
   it("finds a card for Knot by Dotva card_id, then by card_uuid", async () => {
     await repo.storeDotvaCard(card(), "d");
-    expect((await repo.findCardForKnot("card_001"))?.cardUuid).toBe(card().cardUuid);
+    expect((await repo.findCardForKnot("345"))?.cardUuid).toBe(card().cardUuid);
     expect((await repo.findCardForKnot(card().cardUuid))?.secretsJwe).toBe("h.k.i.c.t");
     expect(await repo.findCardForKnot("nope")).toBeUndefined();
   });
@@ -132,25 +191,66 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
     expect(task?.job).toBeUndefined();
   });
 
-  it("keeps per-merchant availability by type and platform, newest wins", async () => {
-    const status = (digest: string, status: string, timestamp: number, platform = "ios") =>
+  it("keeps per-merchant availability by type, platform and SDK version (null too), newest wins", async () => {
+    const status = (
+      digest: string,
+      status: string,
+      timestamp: number,
+      platform = "ios",
+      sdk: string | null = "1.0.0",
+    ) =>
       knot({
         digest,
         event: "MERCHANT_STATUS_UPDATE",
         sessionId: undefined,
         taskId: undefined,
         timestamp,
-        availability: { type: "card_switcher", platform, status },
+        availability: { type: "card_switcher", platform, status, sdk },
       });
     await repo.recordKnotEvent(status("m1", "UP", 1));
     await repo.recordKnotEvent(status("m2", "DOWN", 3));
     await repo.recordKnotEvent(status("m3", "UP", 2));
     await repo.recordKnotEvent(status("m4", "UP", 2, "web"));
+    await repo.recordKnotEvent(status("m5", "UP", 4, "ios", "2.0.0"));
+    await repo.recordKnotEvent(status("m6", "DOWN", 4, "ios", null));
+    await repo.recordKnotEvent(status("m7", "UP", 4, "visionos", null));
     const merchants = await repo.listMerchants();
-    expect(merchants.map((m) => [m.platform, m.status])).toEqual([
-      ["ios", "DOWN"],
-      ["web", "UP"],
+    expect(merchants.map((m) => [m.platform, m.sdk, m.status])).toEqual([
+      ["ios", null, "DOWN"],
+      ["ios", "1.0.0", "DOWN"],
+      ["ios", "2.0.0", "UP"],
+      ["visionos", null, "UP"],
+      ["web", "1.0.0", "UP"],
     ]);
+  });
+
+  it("keeps transaction events with UPDATED_TRANSACTIONS_AVAILABLE's ids, per user", async () => {
+    const tx = (digest: string, event: string, ids: string[], user = "user-1") =>
+      knot({
+        digest,
+        event,
+        sessionId: undefined,
+        taskId: undefined,
+        externalUserId: user,
+        merchantId: "36",
+        merchantName: "Uber Eats",
+        transactions: { ids },
+      });
+    await repo.recordKnotEvent(tx("t1", "NEW_TRANSACTIONS_AVAILABLE", []));
+    await repo.recordKnotEvent(tx("t2", "UPDATED_TRANSACTIONS_AVAILABLE", ["123abc456def", "789ghi012jkl"]));
+    await repo.recordKnotEvent(tx("t3", "NEW_TRANSACTIONS_AVAILABLE", [], "user-2"));
+    expect(await repo.recordKnotEvent(tx("t2", "UPDATED_TRANSACTIONS_AVAILABLE", ["x"]))).toBe("duplicate");
+    const events = await repo.listTransactionEvents("user-1", 10);
+    expect(events.map((e) => [e.event, e.transactionIds])).toEqual([
+      ["UPDATED_TRANSACTIONS_AVAILABLE", ["123abc456def", "789ghi012jkl"]],
+      ["NEW_TRANSACTIONS_AVAILABLE", []],
+    ]);
+    expect(events[0]).toMatchObject({
+      merchantId: "36",
+      merchantName: "Uber Eats",
+      externalUserId: "user-1",
+    });
+    expect(await repo.listTransactionEvents(undefined, 10)).toHaveLength(3);
   });
 
   it("stores cardholder profiles", async () => {

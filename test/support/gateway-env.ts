@@ -1,4 +1,6 @@
 /** Gateway environments for tests: development mode, 127.0.0.1, free ports, short polling. */
+import { createHash, createHmac, createPublicKey, randomUUID } from "node:crypto";
+import { CompactEncrypt } from "jose";
 import type { GatewayConfig } from "../../src/gateway/config.js";
 import { loadConfig } from "../../src/gateway/config.js";
 
@@ -81,4 +83,55 @@ export async function waitFor<T>(check: () => Promise<T | undefined>, ms = 10_00
     if (Date.now() > end) throw new Error("condition not met in time");
     await new Promise((r) => setTimeout(r, every));
   }
+}
+
+/**
+ * A card.issued.secrets delivery in Dotva's documented envelope (test/fixtures/partners/
+ * dotva-card-issued-secrets.json), with real secrets: `secrets_jwe` encrypted with jose to
+ * `custodyPublicKeyPem`. Numeric ids as in the document; a fresh card_uuid and card_id unless given.
+ */
+let dotvaSeq = 0;
+export async function dotvaDelivery(
+  custodyPublicKeyPem: string,
+  card: { pan: string; cvv: string; expiry_month: string | number; expiry_year: string | number },
+  ids: { cardUuid?: string; cardId?: number | bigint; workspaceId?: number } = {},
+): Promise<{ event: Record<string, unknown>; text: string; cardId: string; cardUuid: string }> {
+  const key = createPublicKey(custodyPublicKeyPem);
+  const secrets_jwe = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(card)))
+    .setProtectedHeader({ alg: "RSA-OAEP-256", enc: "A256GCM" })
+    .encrypt(key);
+  const cardUuid = ids.cardUuid ?? randomUUID();
+  const cardId = ids.cardId ?? BigInt(Date.now()) * 1000n + BigInt(++dotvaSeq);
+  const fingerprint = `sha256:${createHash("sha256")
+    .update(key.export({ type: "spki", format: "der" }))
+    .digest("hex")}`;
+  const event = {
+    event: "card.issued.secrets",
+    workspace_id: ids.workspaceId ?? 12,
+    data: {
+      card_id: "__CARD_ID__",
+      card_uuid: cardUuid,
+      card_last4: card.pan.slice(-4),
+      card_bin: card.pan.slice(0, 6),
+      secrets_jwe,
+      key_fingerprint: fingerprint,
+    },
+  };
+  // Written by hand so a card_id beyond 2^53 goes out as a JSON number with every digit.
+  const text = JSON.stringify(event).replace('"__CARD_ID__"', cardId.toString());
+  return {
+    event: { ...event, data: { ...event.data, card_id: cardId } },
+    text,
+    cardId: cardId.toString(),
+    cardUuid,
+  };
+}
+
+/** Headers of a Dotva delivery with the optional sender checks the test gateways enable. */
+export function dotvaHeaders(text: string): Record<string, string> {
+  return {
+    "content-type": "application/json",
+    [DOTVA_SHARED.header]: DOTVA_SHARED.value,
+    [DOTVA_HMAC.header]: createHmac("sha256", DOTVA_HMAC.secret).update(text).digest("hex"),
+  };
 }

@@ -1,13 +1,24 @@
 /**
- * POST /webhooks/dotva. Answers 200 only once the record is durably committed: a 200 tells Dotva to
- * stop retrying, so it must mean the card is safe. Duplicates and conflicts are answered 200 too (the
- * first delivery wins); retrying them would change nothing.
+ * POST /webhooks/dotva. Dotva retries every non-200 with exponential back-off, so the answer says one
+ * thing only: "stop" (200) or "retry later" (503, when nothing was committed: storage unavailable or
+ * this instance shutting down). 200 is sent only after the delivery is durably committed somewhere:
+ *
+ * - a card.issued.secrets that matches Dotva's document: stored (card_uuid deduplicates; a differing
+ *   redelivery is acknowledged and recorded, the first secrets stay authoritative unless custody
+ *   refused them);
+ * - an event name we do not know yet: recorded for humans;
+ * - anything that can never become valid (not JSON, no event, a documented field missing or
+ *   malformed): quarantined for humans, because answering 4xx would only make Dotva retry it forever.
+ *
+ * Sender checks (401/403) stay non-200 on purpose: they fail because of our configuration or a sender
+ * that is not Dotva, and Dotva's retries are what delivers its cards once the configuration is fixed.
  */
 import { createHash } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import type { GatewayConfig } from "../config.js";
 import { StorageUnavailableError } from "../errors.js";
-import { parseBody } from "../http/validate.js";
+import { INVALID_JSON } from "../http/raw-json.js";
+import { describeIssue } from "../http/validate.js";
 import type { GatewayMetrics } from "../metrics.js";
 import type { GatewayRepository } from "../storage/repository.js";
 import {
@@ -15,6 +26,7 @@ import {
   cardIssuedSecretsSchema,
   contentDigest,
   envelopeSchema,
+  normaliseCardUuid,
   toDotvaCard,
 } from "./schema.js";
 import { dotvaSenderCheck } from "./sender.js";
@@ -24,6 +36,8 @@ export interface DotvaRouteDeps {
   readonly repo: GatewayRepository;
   readonly metrics: GatewayMetrics;
 }
+
+type QuarantineKind = "invalid_json" | "invalid_envelope" | "invalid_card";
 
 export function registerDotvaRoute(app: FastifyInstance, deps: DotvaRouteDeps): void {
   const checkSender = dotvaSenderCheck(deps.config.dotva);
@@ -39,36 +53,69 @@ export function registerDotvaRoute(app: FastifyInstance, deps: DotvaRouteDeps): 
       count("unverified", "rejected_sender");
       throw error;
     }
-    const envelope = parseBody(envelopeSchema, req.body);
-    if (envelope.type !== CARD_ISSUED_SECRETS) {
+    const digest = createHash("sha256").update(raw).digest("hex");
+
+    const quarantine = async (kind: QuarantineKind, reason: string, event?: string) => {
+      const data = (req.body as { data?: { card_uuid?: unknown } } | undefined)?.data;
+      const cardUuid =
+        typeof data?.card_uuid === "string" && /^[A-Za-z0-9_.:-]{1,128}$/.test(data.card_uuid)
+          ? normaliseCardUuid(data.card_uuid)
+          : undefined;
+      const fresh = await commit(() =>
+        deps.repo.quarantineDotva({
+          digest,
+          reason,
+          ...(event !== undefined ? { event } : {}),
+          ...(cardUuid !== undefined ? { cardUuid } : {}),
+          body: raw.toString("utf8"),
+          receivedAt,
+        }),
+      );
+      count(event === CARD_ISSUED_SECRETS ? CARD_ISSUED_SECRETS : "unknown", "quarantined");
+      if (fresh) deps.metrics.dotvaQuarantined.inc({ kind });
+      req.log.warn(
+        { reason, cardUuid, kind },
+        "Dotva delivery can never become valid; acknowledged and quarantined",
+      );
+      return reply.code(200).send({ received: true, outcome: "quarantined", reason });
+    };
+
+    if (req.body === INVALID_JSON || typeof req.body !== "object" || req.body === null) {
+      return quarantine("invalid_json", "body is not a JSON object");
+    }
+    const envelope = envelopeSchema.safeParse(req.body);
+    if (!envelope.success) {
+      return quarantine("invalid_envelope", describeIssue(envelope.error));
+    }
+    const eventName = envelope.data.event;
+    if (eventName !== CARD_ISSUED_SECRETS) {
       await commit(() =>
         deps.repo.recordUnknownEvent({
           source: "dotva",
-          eventType: envelope.type,
-          digest: createHash("sha256").update(raw).digest("hex"),
+          eventType: eventName,
+          digest,
           body: raw.toString("utf8"),
           receivedAt,
         }),
       );
       count("unknown", "recorded_unknown");
-      req.log.info({ dotvaEvent: envelope.type }, "unknown Dotva event acknowledged and recorded");
-      return reply.code(200).send({ received: true, outcome: "ignored_unknown_event" });
+      req.log.info({ dotvaEvent: eventName.slice(0, 100) }, "unknown Dotva event acknowledged and recorded");
+      return reply.code(200).send({ received: true, outcome: "recorded_unknown_event" });
     }
-    let event: ReturnType<typeof cardIssuedSecretsSchema.parse>;
-    try {
-      event = parseBody(cardIssuedSecretsSchema, req.body);
-    } catch (error) {
-      count(CARD_ISSUED_SECRETS, "invalid");
-      throw error;
+    const parsed = cardIssuedSecretsSchema.safeParse(req.body);
+    if (!parsed.success) {
+      return quarantine("invalid_card", describeIssue(parsed.error), eventName);
     }
-    const card = toDotvaCard(event, receivedAt);
-    const outcome = await commit(() => deps.repo.storeDotvaCard(card, contentDigest(card)));
+    const card = toDotvaCard(parsed.data, receivedAt);
+    const { outcome, differing } = await commit(() => deps.repo.storeDotvaCard(card, contentDigest(card)));
     count(CARD_ISSUED_SECRETS, outcome);
-    if (outcome === "conflict") {
-      deps.metrics.dotvaConflicts.inc();
+    if (outcome === "conflict" || outcome === "replaced") {
+      deps.metrics.dotvaConflicts.inc({ outcome });
       req.log.warn(
-        { cardUuid: card.cardUuid, cardLast4: card.cardLast4 },
-        "Dotva sent different content for a stored card_uuid; first delivery kept, conflict recorded",
+        { cardUuid: card.cardUuid, cardLast4: card.cardLast4, differing, outcome },
+        outcome === "conflict"
+          ? "Dotva redelivered a card_uuid with different content; first delivery kept, difference recorded"
+          : "Dotva redelivered a card_uuid whose stored secrets custody refused; the redelivery replaced them",
       );
     }
     return reply.code(200).send({ received: true, outcome, card_uuid: card.cardUuid });

@@ -6,18 +6,26 @@
 import { createHash } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import type { GatewayConfig } from "../config.js";
-import { KnotSignatureError, SourceNotAllowedError, StorageUnavailableError } from "../errors.js";
+import {
+  InvalidBodyError,
+  KnotSignatureError,
+  SourceNotAllowedError,
+  StorageUnavailableError,
+} from "../errors.js";
+import { partnerId } from "../http/partner-ids.js";
+import { INVALID_JSON } from "../http/raw-json.js";
 import { sourceAllowlist } from "../http/source-allowlist.js";
-import { parseBody } from "../http/validate.js";
+import { describeIssue } from "../http/validate.js";
 import type { GatewayMetrics } from "../metrics.js";
 import type { GatewayRepository, KnotEventRecord, SendCardJob } from "../storage/repository.js";
 import {
   authenticatedSchema,
-  cardFailedReasonSchema,
+  cardFailedSchema,
   isKnownKnotEvent,
   type KnotEvent,
   knotEventSchema,
   merchantStatusSchema,
+  updatedTransactionsSchema,
 } from "./schema.js";
 import { verifyKnotSignature } from "./signature.js";
 
@@ -74,34 +82,43 @@ export function registerKnotRoute(app: FastifyInstance, deps: KnotRouteDeps): vo
         throw new KnotSignatureError("Knot-Signature is missing or does not match this request");
       }
     }
-    let event: KnotEvent;
-    try {
-      event = parseBody(knotEventSchema, req.body);
-    } catch (error) {
+    if (req.body === INVALID_JSON) {
       count("unverified", "invalid");
-      throw error;
+      throw new InvalidBodyError("body is not valid JSON");
     }
     const digest = createHash("sha256").update(raw).digest("hex");
-    if (!isKnownKnotEvent(event.event)) {
+    // Knot retries anything but 200, and a body we cannot read will not read better next time: it is
+    // acknowledged and kept verbatim with the reason, never refused.
+    const keepUnparsed = async (eventType: string, reason: string | undefined) => {
       await commit(() =>
         deps.repo.recordUnknownEvent({
           source: "knot",
-          eventType: event.event,
+          eventType,
           digest,
           body: raw.toString("utf8"),
           receivedAt,
+          ...(reason !== undefined ? { reason } : {}),
         }),
       );
-      count(event.event, "recorded_unknown");
-      return reply.code(200).send({ received: true, outcome: "ignored_unknown_event" });
+      const outcome = reason === undefined ? "recorded_unknown" : "recorded_unparsed";
+      count(eventType, outcome);
+      if (reason !== undefined) {
+        req.log.warn(
+          { knotEvent: eventType.slice(0, 100), reason },
+          "Knot webhook not understood; kept verbatim",
+        );
+      }
+      return reply.code(200).send({ received: true, outcome });
+    };
+    const parsed = knotEventSchema.safeParse(req.body);
+    if (!parsed.success) {
+      const name = typeof body.event === "string" ? body.event.slice(0, 200) : "";
+      return keepUnparsed(name, describeIssue(parsed.error));
     }
-    let record: KnotEventRecord;
-    try {
-      record = toRecord(event, digest, raw, receivedAt, deps.config.sendCard.deadlineMs, deps.jobClaim);
-    } catch (error) {
-      count(event.event, "invalid");
-      throw error;
-    }
+    const event: KnotEvent = parsed.data;
+    if (!isKnownKnotEvent(event.event)) return keepUnparsed(event.event, undefined);
+    const record = toRecord(event, digest, raw, receivedAt, deps.config.sendCard.deadlineMs, deps.jobClaim);
+    if (typeof record === "string") return keepUnparsed(event.event, record);
     const outcome = await commit(() => deps.repo.recordKnotEvent(record));
     count(event.event, outcome);
     if (outcome === "recorded_with_job" && record.sendCard?.send === true) {
@@ -119,6 +136,7 @@ export function registerKnotRoute(app: FastifyInstance, deps: KnotRouteDeps): vo
   });
 }
 
+/** The record to store, or why the event cannot be acted on (a field it is acted on by is malformed). */
 function toRecord(
   e: KnotEvent,
   digest: string,
@@ -126,8 +144,9 @@ function toRecord(
   receivedAt: number,
   deadlineMs: number,
   claim: KnotRouteDeps["jobClaim"],
-): KnotEventRecord {
+): KnotEventRecord | string {
   const data = e.data ?? {};
+  const cardId = partnerId.safeParse(data.card_id);
   const base = {
     digest,
     event: e.event,
@@ -135,38 +154,42 @@ function toRecord(
     receivedAt,
     body: raw.toString("utf8"),
     ...(e.session_id !== undefined ? { sessionId: e.session_id } : {}),
-    ...(e.task_id !== undefined ? { taskId: String(e.task_id) } : {}),
+    ...(e.task_id !== undefined ? { taskId: e.task_id } : {}),
     ...(e.external_user_id !== undefined ? { externalUserId: e.external_user_id } : {}),
-    ...(e.merchant ? { merchantId: String(e.merchant.id) } : {}),
+    ...(e.merchant ? { merchantId: e.merchant.id } : {}),
     ...(e.merchant?.name !== undefined ? { merchantName: e.merchant.name } : {}),
-    ...(typeof data.card_id === "string" || typeof data.card_id === "number"
-      ? { cardId: String(data.card_id) }
-      : {}),
+    ...(cardId.success ? { cardId: cardId.data } : {}),
   };
   switch (e.event) {
     case "AUTHENTICATED": {
-      const a = parseBody(authenticatedSchema, e);
+      const a = authenticatedSchema.safeParse(e);
+      if (!a.success) return describeIssue(a.error);
       return {
         ...base,
-        cardId: String(a.data.card_id),
-        sendCard: a.data.send_card
-          ? { send: true, deadlineAt: receivedAt + deadlineMs, claimBy: claim() }
-          : { send: false },
+        cardId: a.data.data.card_id,
+        // Knot: "By default, this property will be true"; only an explicit false means no card.
+        sendCard:
+          a.data.data.send_card === false
+            ? { send: false }
+            : { send: true, deadlineAt: receivedAt + deadlineMs, claimBy: claim() },
       };
     }
-    case "CARD_FAILED":
-      return { ...base, failureReason: cardFailedReasonSchema.parse(data.reason) };
+    case "CARD_FAILED": {
+      const f = cardFailedSchema.safeParse(e);
+      return f.success ? { ...base, failureReason: f.data.data.reason } : base;
+    }
     case "MERCHANT_STATUS_UPDATE": {
-      const m = parseBody(merchantStatusSchema, e);
-      return {
-        ...base,
-        availability: {
-          type: m.data.type,
-          platform: m.data.platform,
-          status: m.data.status,
-          ...(m.data.sdk ? { sdk: m.data.sdk } : {}),
-        },
-      };
+      const m = merchantStatusSchema.safeParse(e);
+      if (!m.success) return describeIssue(m.error);
+      const { type, platform, status, sdk } = m.data.data;
+      return { ...base, availability: { type, platform, status, sdk: sdk ?? null } };
+    }
+    case "NEW_TRANSACTIONS_AVAILABLE":
+      return { ...base, transactions: { ids: [] } };
+    case "UPDATED_TRANSACTIONS_AVAILABLE": {
+      const u = updatedTransactionsSchema.safeParse(e);
+      if (!u.success) return describeIssue(u.error);
+      return { ...base, transactions: { ids: u.data.updated.map((t) => t.id) } };
     }
     default:
       return base;

@@ -1,8 +1,12 @@
 /**
- * Knot webhook bodies, as Knot documents them (docs.knotapi.com, CardSwitcher and Link webhook events).
- * Unknown members are ignored; the fields the gateway acts on are checked per event.
+ * Knot webhook bodies as Knot documents them (the card webhooks, the merchant-authentication webhooks,
+ * MERCHANT_STATUS_UPDATE and the transaction webhooks; every example body is a fixture in
+ * test/fixtures/partners/). Tolerant reader: members Knot does not document are ignored, an event name
+ * or enum value Knot adds later is acknowledged and kept verbatim, and only the fields an event is
+ * acted on by are checked, per event.
  */
 import { z } from "zod";
+import { decimalTaskId, partnerId } from "../http/partner-ids.js";
 
 export const KNOT_EVENTS = [
   "AUTHENTICATED",
@@ -26,58 +30,79 @@ export function isKnownKnotEvent(name: string): name is KnotEventName {
   return (KNOT_EVENTS as readonly string[]).includes(name);
 }
 
-/** CARD_FAILED `data.reason` values Knot documents; anything else is stored as "unrecognized". */
-export const CARD_FAILED_REASONS = [
-  "account",
-  "card",
-  "card expired",
-  "card cvv",
-  "card in use",
-  "insufficient funds",
-  "subscription",
-  "subscription admin",
-  "third-party payment method on subscription",
-  "too close to end of billing cycle",
-  "too many attempts",
-  "credentials",
-  "otp",
-  "questions",
-  "credentials timeout",
-  "otp timeout",
-  "questions timeout",
-] as const;
-export const cardFailedReasonSchema = z.enum(CARD_FAILED_REASONS).catch("unrecognized" as never);
-export type CardFailedReason = (typeof CARD_FAILED_REASONS)[number] | "unrecognized";
+/** CARD_FAILED `data.reason`: Knot's "Failure Reasons" table, reason and description word for word. */
+export const CARD_FAILED_REASONS = {
+  account: "The user’s merchant account has an issue (e.g. a foreign account).",
+  card: "The user’s card information has an issue (e.g. incorrect phone #, incorrect billing address, unsupported card type, etc.).",
+  "card expired": "The user’s card is expired.",
+  "insufficient funds":
+    "The user’s depository account associated with their card does not have sufficient funds to cover the pre-authorization hold from the merchant.",
+  subscription: "The user’s merchant account does not have an active subscription.",
+  "subscription admin":
+    "The user is not have the necessary authorization to update the payment method in the merchant account.",
+  "third-party payment method on subscription":
+    "The user pays for the merchant’s service through a 3rd party merchant account (e.g. Spotify through Hulu).",
+  "too close to end of billing cycle": "The user’s billing cycle date is too close.",
+  "too many attempts":
+    "The user attempted to enter their login credentials (e.g. username, password, OTP) to the merchant account too many times.",
+  credentials: "The user entered incorrect credentials when logging in to the merchant.",
+  otp: "The user entered an incorrect OTP code when logging in to the merchant.",
+  "credentials timeout":
+    "The user did not enter their login credentials to the merchant account in a certain period of time.",
+  "otp timeout": "The user did not enter their otp code to the merchant account in a certain period of time.",
+  "questions timeout":
+    "The user did not enter the answers to the security questions for the merchant account in a certain period of time.",
+  "zip timeout":
+    "The user did not enter their zip code associated with their merchant account in a certain period of time.",
+  "session not authenticated": "Knot could not authenticate to the user’s merchant account.",
+  "did not receive payment method information": "Knot did not receive any card information.",
+  "could not handle payment method information":
+    "Knot encountered an error handling the user’s card information once received.",
+  "could not retrieve payment method information":
+    "Knot was unsuccessful in retrieving payment method information from from a direct processor integration.",
+  other: "An unknown issue was encountered.",
+} as const;
+export type CardFailedReason = keyof typeof CARD_FAILED_REASONS;
 
-const id = z.union([z.number().int().nonnegative(), z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/)]);
+export function isDocumentedFailureReason(reason: string): reason is CardFailedReason {
+  return Object.hasOwn(CARD_FAILED_REASONS, reason);
+}
+
 const text = z.string().max(512);
+const merchant = z.object({ id: partnerId, name: text.optional() });
 
+/** What every Knot webhook is read as; each member is optional because not every event has it. */
 export const knotEventSchema = z.object({
-  event: z.string().regex(/^[A-Z_]{1,64}$/, "must be a Knot event name"),
+  event: z.string().min(1).max(200),
   session_id: text.optional(),
-  task_id: id.optional(),
+  task_id: decimalTaskId.optional(),
   external_user_id: text.optional(),
-  merchant: z.object({ id, name: text.optional() }).optional(),
+  merchant: merchant.optional(),
   data: z.record(z.string(), z.unknown()).optional(),
   timestamp: z.number().int().nonnegative().optional(),
 });
 export type KnotEvent = z.infer<typeof knotEventSchema>;
 
+/** AUTHENTICATED as the send-card job needs it; `send_card` absent means send (Knot's default). */
 export const authenticatedSchema = z.object({
-  task_id: id,
+  task_id: decimalTaskId,
   external_user_id: text.min(1),
-  data: z.object({ card_id: id, send_card: z.boolean() }),
+  data: z.object({ card_id: partnerId, send_card: z.boolean().optional() }),
 });
 
+export const cardFailedSchema = z.object({ data: z.object({ reason: text }) });
+
+/** Enum values (type, status, platform) are kept verbatim: Knot lists them but may add more. */
 export const merchantStatusSchema = z.object({
-  merchant: z.object({ id, name: text.optional() }),
+  merchant,
   data: z.object({
-    type: z
-      .string()
-      .regex(/^[a-z_]{1,64}$/)
-      .default("card_switcher"),
-    status: z.enum(["UP", "DOWN"]),
-    platform: z.enum(["ios", "android", "web"]),
+    type: text.min(1),
+    status: text.min(1),
+    platform: text.min(1),
     sdk: text.nullable().optional(),
   }),
+});
+
+export const updatedTransactionsSchema = z.object({
+  updated: z.array(z.object({ id: partnerId })).max(10_000),
 });

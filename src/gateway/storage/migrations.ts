@@ -101,11 +101,72 @@ CREATE TABLE send_jobs (
 CREATE INDEX send_jobs_runnable ON send_jobs (state, deadline_at);
 `;
 
+/**
+ * Partner contracts as documented (issue 12): Dotva's envelope has no created_at; a card whose secrets
+ * custody refused can be replaced by a redelivery; differing redeliveries say which fields differ;
+ * deliveries that can never become valid are quarantined instead of refused; unrecognised partner
+ * bodies say why; merchant availability is per SDK version too; Knot transaction events are kept.
+ *
+ * `sdk_key` makes the nullable SDK version part of a primary key: 'v' || sdk for a version, '-' for
+ * none (PostgreSQL allows no NULL in a primary key, and the two forms cannot collide).
+ */
+const v2Tables = (t: { bigint: string; serial: string }) => `
+ALTER TABLE dotva_cards DROP COLUMN event_created_at;
+ALTER TABLE dotva_cards ADD COLUMN unusable_reason TEXT;
+ALTER TABLE dotva_conflicts ADD COLUMN outcome TEXT NOT NULL DEFAULT 'conflict';
+ALTER TABLE dotva_conflicts ADD COLUMN differing TEXT NOT NULL DEFAULT '';
+CREATE TABLE dotva_quarantine (
+  id ${t.serial},
+  digest TEXT NOT NULL UNIQUE,
+  reason TEXT NOT NULL,
+  event TEXT,
+  card_uuid TEXT,
+  body TEXT NOT NULL,
+  received_at ${t.bigint} NOT NULL
+);
+ALTER TABLE unknown_events ADD COLUMN reason TEXT;
+CREATE TABLE knot_merchant_availability (
+  merchant_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  platform TEXT NOT NULL,
+  sdk_key TEXT NOT NULL,
+  sdk TEXT,
+  merchant_name TEXT,
+  status TEXT NOT NULL,
+  status_timestamp ${t.bigint} NOT NULL,
+  updated_at ${t.bigint} NOT NULL,
+  PRIMARY KEY (merchant_id, type, platform, sdk_key)
+);
+INSERT INTO knot_merchant_availability (merchant_id, type, platform, sdk_key, sdk, merchant_name, status,
+  status_timestamp, updated_at)
+  SELECT merchant_id, type, platform, COALESCE('v' || sdk, '-'), sdk, merchant_name, status, status_timestamp,
+    updated_at FROM knot_merchants;
+DROP TABLE knot_merchants;
+CREATE TABLE knot_transaction_events (
+  id ${t.serial},
+  digest TEXT NOT NULL UNIQUE,
+  event TEXT NOT NULL,
+  external_user_id TEXT,
+  merchant_id TEXT,
+  merchant_name TEXT,
+  transaction_ids TEXT NOT NULL,
+  knot_timestamp ${t.bigint} NOT NULL,
+  received_at ${t.bigint} NOT NULL
+);
+CREATE INDEX knot_transaction_events_user ON knot_transaction_events (external_user_id);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: "cards, Knot events, tasks, merchants, cardholders, send-card jobs",
     sqlite: v1Tables({ bigint: "INTEGER", serial: "INTEGER PRIMARY KEY AUTOINCREMENT" }),
     postgres: v1Tables({ bigint: "BIGINT", serial: "BIGSERIAL PRIMARY KEY" }),
+  },
+  {
+    version: 2,
+    name: "partner contracts as documented: quarantine, replaceable unusable cards, availability per SDK, transaction events",
+    sqlite: v2Tables({ bigint: "INTEGER", serial: "INTEGER PRIMARY KEY AUTOINCREMENT" }),
+    postgres: v2Tables({ bigint: "BIGINT", serial: "BIGSERIAL PRIMARY KEY" }),
   },
 ];

@@ -5,7 +5,10 @@
  * Every method that answers a partner resolves only after its transaction is durably committed.
  */
 
-/** A card.issued.secrets record as stored; `secretsJwe` is Dotva's ciphertext exactly as received. */
+/**
+ * A card.issued.secrets record as stored; `secretsJwe` is Dotva's ciphertext exactly as received. Ids
+ * are decimal strings (Dotva sends numbers; strings keep every digit).
+ */
 export interface DotvaCard {
   readonly cardUuid: string;
   readonly cardId: string;
@@ -14,16 +17,42 @@ export interface DotvaCard {
   readonly cardBin: string;
   readonly keyFingerprint: string;
   readonly secretsJwe: string;
-  readonly eventCreatedAt: string;
   readonly receivedAt: number;
 }
 
-export type DotvaStoreOutcome = "created" | "duplicate" | "conflict";
+/**
+ * - created: first delivery of this card_uuid;
+ * - duplicate: same content again;
+ * - conflict: different content, the first delivery stays authoritative (difference recorded);
+ * - replaced: different secrets for a card whose stored secrets custody refused, so the new ones win.
+ */
+export type DotvaStoreOutcome = "created" | "duplicate" | "conflict" | "replaced";
+
+export interface DotvaStoreResult {
+  readonly outcome: DotvaStoreOutcome;
+  /** Names of the fields that differ from the stored delivery (conflict, replaced). */
+  readonly differing: readonly string[];
+}
 
 /** What GET /v1/cards shows: everything but the ciphertext. */
 export interface CardView extends Omit<DotvaCard, "secretsJwe"> {
   readonly conflicts: number;
+  /** Custody's reason code when it refused these secrets; a differing redelivery then replaces them. */
+  readonly unusableReason?: string;
 }
+
+/** A Dotva delivery that can never become valid: acknowledged, kept for humans, never retried. */
+export interface QuarantinedDelivery {
+  readonly digest: string;
+  /** Which field broke the contract and how (never a value). */
+  readonly reason: string;
+  readonly event?: string;
+  readonly cardUuid?: string;
+  readonly body: string;
+  readonly receivedAt: number;
+}
+
+export type QuarantineView = Omit<QuarantinedDelivery, "body" | "digest"> & { readonly id: number };
 
 export interface UnknownPartnerEvent {
   readonly source: "dotva" | "knot";
@@ -31,6 +60,8 @@ export interface UnknownPartnerEvent {
   readonly digest: string;
   readonly body: string;
   readonly receivedAt: number;
+  /** Why it was not understood when the event name is known (e.g. a field of the wrong type). */
+  readonly reason?: string;
 }
 
 /** A validated Knot webhook, reduced to what storage needs. `digest` deduplicates Knot's retries. */
@@ -43,6 +74,7 @@ export interface KnotEventRecord {
   readonly merchantId?: string;
   readonly merchantName?: string;
   readonly cardId?: string;
+  /** CARD_FAILED `data.reason` exactly as Knot sent it. */
   readonly failureReason?: string;
   /** Knot's own timestamp (ms); only a newer event moves a task's state. */
   readonly timestamp: number;
@@ -53,8 +85,10 @@ export interface KnotEventRecord {
     readonly type: string;
     readonly platform: string;
     readonly status: string;
-    readonly sdk?: string;
+    readonly sdk: string | null;
   };
+  /** NEW_TRANSACTIONS_AVAILABLE and UPDATED_TRANSACTIONS_AVAILABLE (`updated` ids, in order). */
+  readonly transactions?: { readonly ids: readonly string[] };
   /** AUTHENTICATED only: what to do about the card. */
   readonly sendCard?:
     | {
@@ -111,8 +145,19 @@ export interface MerchantAvailability {
   readonly type: string;
   readonly platform: string;
   readonly status: string;
-  readonly sdk?: string;
+  readonly sdk: string | null;
   readonly updatedAt: number;
+}
+
+export interface TransactionEventView {
+  readonly event: string;
+  readonly externalUserId?: string;
+  readonly merchantId?: string;
+  readonly merchantName?: string;
+  /** UPDATED_TRANSACTIONS_AVAILABLE's `updated[].id`; empty for NEW_TRANSACTIONS_AVAILABLE. */
+  readonly transactionIds: readonly string[];
+  readonly timestamp: number;
+  readonly receivedAt: number;
 }
 
 export interface JobOutcome {
@@ -127,17 +172,24 @@ export interface GatewayRepository {
   readonly driver: "sqlite" | "postgres";
   /** Applies pending migrations; safe to call from several instances at once. */
   migrate(): Promise<void>;
-  storeDotvaCard(card: DotvaCard, contentDigest: string): Promise<DotvaStoreOutcome>;
+  storeDotvaCard(card: DotvaCard, contentDigest: string): Promise<DotvaStoreResult>;
+  /** Records that custody refused this card's secrets, so a differing redelivery may replace them. */
+  markCardUnusable(cardUuid: string, reason: string): Promise<void>;
+  /** Keeps a delivery that can never become valid; false when the same bytes were already kept. */
+  quarantineDotva(delivery: QuarantinedDelivery): Promise<boolean>;
+  listQuarantine(limit: number): Promise<QuarantineView[]>;
   recordUnknownEvent(event: UnknownPartnerEvent): Promise<void>;
   countUnknownEvents(source: "dotva" | "knot"): Promise<number>;
   getCard(cardUuid: string): Promise<CardView | undefined>;
   /** Knot's data.card_id is ours: matched to the Dotva card_id first, then card_uuid. */
   findCardForKnot(
     knotCardId: string,
-  ): Promise<Pick<DotvaCard, "cardUuid" | "secretsJwe" | "keyFingerprint"> | undefined>;
+  ): Promise<Pick<DotvaCard, "cardUuid" | "secretsJwe" | "keyFingerprint" | "workspaceId"> | undefined>;
   recordKnotEvent(event: KnotEventRecord): Promise<KnotRecordOutcome>;
   getTask(taskId: string): Promise<TaskView | undefined>;
   listMerchants(): Promise<MerchantAvailability[]>;
+  /** Transaction events, newest first, optionally for one external_user_id. */
+  listTransactionEvents(externalUserId: string | undefined, limit: number): Promise<TransactionEventView[]>;
   putCardholder(externalUserId: string, profile: unknown, now: number): Promise<"created" | "updated">;
   getCardholder(externalUserId: string): Promise<unknown | undefined>;
   /**

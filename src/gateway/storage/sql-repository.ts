@@ -20,6 +20,10 @@ export abstract class SqlRepository implements GatewayRepository {
 
   storeDotvaCard: GatewayRepository["storeDotvaCard"] = (card, digest) =>
     this.write((tx) => q.storeDotvaCard(tx, card, digest));
+  markCardUnusable: GatewayRepository["markCardUnusable"] = (uuid, reason) =>
+    this.write((tx) => q.markCardUnusable(tx, uuid, reason));
+  quarantineDotva: GatewayRepository["quarantineDotva"] = (d) => this.write((tx) => q.quarantineDotva(tx, d));
+  listQuarantine: GatewayRepository["listQuarantine"] = (limit) => q.listQuarantine(this.r, limit);
   recordUnknownEvent: GatewayRepository["recordUnknownEvent"] = (e) =>
     this.write((tx) => q.recordUnknownEvent(tx, e));
   countUnknownEvents: GatewayRepository["countUnknownEvents"] = (source) =>
@@ -29,6 +33,8 @@ export abstract class SqlRepository implements GatewayRepository {
   recordKnotEvent: GatewayRepository["recordKnotEvent"] = (e) => this.write((tx) => q.recordKnotEvent(tx, e));
   getTask: GatewayRepository["getTask"] = (id) => q.getTask(this.r, id);
   listMerchants: GatewayRepository["listMerchants"] = () => q.listMerchants(this.r);
+  listTransactionEvents: GatewayRepository["listTransactionEvents"] = (user, limit) =>
+    q.listTransactionEvents(this.r, user, limit);
   putCardholder: GatewayRepository["putCardholder"] = (id, profile, now) =>
     this.write((tx) => q.putCardholder(tx, id, profile, now));
   getCardholder: GatewayRepository["getCardholder"] = (id) => q.getCardholder(this.r, id);

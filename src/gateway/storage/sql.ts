@@ -5,13 +5,16 @@
 import type {
   CardView,
   DotvaCard,
-  DotvaStoreOutcome,
+  DotvaStoreResult,
   JobOutcome,
   KnotEventRecord,
   KnotRecordOutcome,
   MerchantAvailability,
+  QuarantinedDelivery,
+  QuarantineView,
   SendCardJob,
   TaskView,
+  TransactionEventView,
   UnknownPartnerEvent,
 } from "./repository.js";
 
@@ -27,15 +30,25 @@ const num = (v: unknown): number => Number(v);
 const optStr = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v));
 const optNum = (v: unknown): number | undefined => (v === null || v === undefined ? undefined : Number(v));
 
+/** The stored fields a redelivery is compared on, in the order they are reported. */
+const DOTVA_FIELDS = [
+  ["card_id", "cardId"],
+  ["workspace_id", "workspaceId"],
+  ["card_last4", "cardLast4"],
+  ["card_bin", "cardBin"],
+  ["key_fingerprint", "keyFingerprint"],
+  ["secrets_jwe", "secretsJwe"],
+] as const;
+
 export async function storeDotvaCard(
   tx: SqlRunner,
   card: DotvaCard,
   contentDigest: string,
-): Promise<DotvaStoreOutcome> {
+): Promise<DotvaStoreResult> {
   const inserted = await tx.execute(
     `INSERT INTO dotva_cards (card_uuid, card_id, workspace_id, card_last4, card_bin, key_fingerprint,
-       secrets_jwe, event_created_at, received_at, content_digest)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (card_uuid) DO NOTHING`,
+       secrets_jwe, received_at, content_digest)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (card_uuid) DO NOTHING`,
     [
       card.cardUuid,
       card.cardId,
@@ -44,29 +57,81 @@ export async function storeDotvaCard(
       card.cardBin,
       card.keyFingerprint,
       card.secretsJwe,
-      card.eventCreatedAt,
       card.receivedAt,
       contentDigest,
     ],
   );
-  if (inserted === 1) return "created";
-  const existing = await tx.query("SELECT content_digest FROM dotva_cards WHERE card_uuid = ?", [
-    card.cardUuid,
-  ]);
-  if (existing[0]?.content_digest === contentDigest) return "duplicate";
-  await tx.execute("INSERT INTO dotva_conflicts (card_uuid, content_digest, received_at) VALUES (?, ?, ?)", [
-    card.cardUuid,
-    contentDigest,
-    card.receivedAt,
-  ]);
-  return "conflict";
+  if (inserted === 1) return { outcome: "created", differing: [] };
+  const rows = await tx.query(
+    `SELECT card_id, workspace_id, card_last4, card_bin, key_fingerprint, secrets_jwe, content_digest,
+       unusable_reason FROM dotva_cards WHERE card_uuid = ?`,
+    [card.cardUuid],
+  );
+  const existing = rows[0]!;
+  if (existing.content_digest === contentDigest) return { outcome: "duplicate", differing: [] };
+  const differing = DOTVA_FIELDS.filter(([column, field]) => String(existing[column]) !== card[field]).map(
+    ([column]) => column,
+  );
+  // The first secrets stay authoritative unless custody already refused them: then the redelivery is
+  // the only chance this card has, and it takes their place.
+  const replace = existing.unusable_reason !== null && differing.includes("secrets_jwe");
+  if (replace) {
+    await tx.execute(
+      `UPDATE dotva_cards SET card_id = ?, workspace_id = ?, card_last4 = ?, card_bin = ?, key_fingerprint = ?,
+         secrets_jwe = ?, content_digest = ?, unusable_reason = NULL WHERE card_uuid = ?`,
+      [
+        card.cardId,
+        card.workspaceId,
+        card.cardLast4,
+        card.cardBin,
+        card.keyFingerprint,
+        card.secretsJwe,
+        contentDigest,
+        card.cardUuid,
+      ],
+    );
+  }
+  const outcome = replace ? "replaced" : "conflict";
+  await tx.execute(
+    `INSERT INTO dotva_conflicts (card_uuid, content_digest, received_at, outcome, differing)
+     VALUES (?, ?, ?, ?, ?)`,
+    [card.cardUuid, contentDigest, card.receivedAt, outcome, differing.join(",")],
+  );
+  return { outcome, differing };
+}
+
+export async function markCardUnusable(tx: SqlRunner, cardUuid: string, reason: string): Promise<void> {
+  await tx.execute("UPDATE dotva_cards SET unusable_reason = ? WHERE card_uuid = ?", [reason, cardUuid]);
+}
+
+export async function quarantineDotva(tx: SqlRunner, d: QuarantinedDelivery): Promise<boolean> {
+  const n = await tx.execute(
+    `INSERT INTO dotva_quarantine (digest, reason, event, card_uuid, body, received_at)
+     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+    [d.digest, d.reason, d.event ?? null, d.cardUuid ?? null, d.body, d.receivedAt],
+  );
+  return n === 1;
+}
+
+export async function listQuarantine(tx: SqlRunner, limit: number): Promise<QuarantineView[]> {
+  const rows = await tx.query(
+    "SELECT id, reason, event, card_uuid, received_at FROM dotva_quarantine ORDER BY id DESC LIMIT ?",
+    [limit],
+  );
+  return rows.map((r) => ({
+    id: num(r.id),
+    reason: String(r.reason),
+    ...(r.event !== null ? { event: String(r.event) } : {}),
+    ...(r.card_uuid !== null ? { cardUuid: String(r.card_uuid) } : {}),
+    receivedAt: num(r.received_at),
+  }));
 }
 
 export async function recordUnknownEvent(tx: SqlRunner, e: UnknownPartnerEvent): Promise<void> {
   await tx.execute(
-    `INSERT INTO unknown_events (source, event_type, digest, body, received_at) VALUES (?, ?, ?, ?, ?)
+    `INSERT INTO unknown_events (source, event_type, digest, body, received_at, reason) VALUES (?, ?, ?, ?, ?, ?)
      ON CONFLICT (source, digest) DO NOTHING`,
-    [e.source, e.eventType, e.digest, e.body, e.receivedAt],
+    [e.source, e.eventType, e.digest, e.body, e.receivedAt, e.reason ?? null],
   );
 }
 
@@ -78,7 +143,7 @@ export async function countUnknownEvents(tx: SqlRunner, source: string): Promise
 export async function getCard(tx: SqlRunner, cardUuid: string): Promise<CardView | undefined> {
   const rows = await tx.query(
     `SELECT c.card_uuid, c.card_id, c.workspace_id, c.card_last4, c.card_bin, c.key_fingerprint,
-       c.event_created_at, c.received_at,
+       c.unusable_reason, c.received_at,
        (SELECT COUNT(*) FROM dotva_conflicts x WHERE x.card_uuid = c.card_uuid) AS conflicts
      FROM dotva_cards c WHERE c.card_uuid = ?`,
     [cardUuid],
@@ -92,20 +157,20 @@ export async function getCard(tx: SqlRunner, cardUuid: string): Promise<CardView
     cardLast4: String(r.card_last4),
     cardBin: String(r.card_bin),
     keyFingerprint: String(r.key_fingerprint),
-    eventCreatedAt: String(r.event_created_at),
     receivedAt: num(r.received_at),
     conflicts: num(r.conflicts),
+    ...(r.unusable_reason !== null ? { unusableReason: String(r.unusable_reason) } : {}),
   };
 }
 
 export async function findCardForKnot(
   tx: SqlRunner,
   knotCardId: string,
-): Promise<Pick<DotvaCard, "cardUuid" | "secretsJwe" | "keyFingerprint"> | undefined> {
+): Promise<Pick<DotvaCard, "cardUuid" | "secretsJwe" | "keyFingerprint" | "workspaceId"> | undefined> {
   // Dotva card_id first (what the issuer gave Knot); card_uuid as a fallback for integrations that
   // registered the uuid. ORDER BY makes the choice deterministic if both ever match.
   const rows = await tx.query(
-    `SELECT card_uuid, secrets_jwe, key_fingerprint, CASE WHEN card_id = ? THEN 0 ELSE 1 END AS rank
+    `SELECT card_uuid, secrets_jwe, key_fingerprint, workspace_id, CASE WHEN card_id = ? THEN 0 ELSE 1 END AS rank
      FROM dotva_cards WHERE card_id = ? OR card_uuid = ? ORDER BY rank, received_at LIMIT 1`,
     [knotCardId, knotCardId, knotCardId],
   );
@@ -115,6 +180,7 @@ export async function findCardForKnot(
     cardUuid: String(r.card_uuid),
     secretsJwe: String(r.secrets_jwe),
     keyFingerprint: String(r.key_fingerprint),
+    workspaceId: String(r.workspace_id),
   };
 }
 
@@ -205,20 +271,39 @@ export async function recordKnotEvent(tx: SqlRunner, e: KnotEventRecord): Promis
   if (e.availability && e.merchantId !== undefined) {
     const a = e.availability;
     await tx.execute(
-      `INSERT INTO knot_merchants (merchant_id, type, platform, merchant_name, status, sdk, status_timestamp, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (merchant_id, type, platform) DO UPDATE SET
-         merchant_name = COALESCE(excluded.merchant_name, knot_merchants.merchant_name),
-         status = excluded.status, sdk = excluded.sdk,
+      `INSERT INTO knot_merchant_availability (merchant_id, type, platform, sdk_key, sdk, merchant_name, status,
+         status_timestamp, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (merchant_id, type, platform, sdk_key) DO UPDATE SET
+         merchant_name = COALESCE(excluded.merchant_name, knot_merchant_availability.merchant_name),
+         status = excluded.status,
          status_timestamp = excluded.status_timestamp, updated_at = excluded.updated_at
-       WHERE excluded.status_timestamp >= knot_merchants.status_timestamp`,
+       WHERE excluded.status_timestamp >= knot_merchant_availability.status_timestamp`,
       [
         e.merchantId,
         a.type,
         a.platform,
+        a.sdk === null ? "-" : `v${a.sdk}`,
+        a.sdk,
         e.merchantName ?? null,
         a.status,
-        a.sdk ?? null,
+        e.timestamp,
+        e.receivedAt,
+      ],
+    );
+  }
+  if (e.transactions) {
+    await tx.execute(
+      `INSERT INTO knot_transaction_events (digest, event, external_user_id, merchant_id, merchant_name,
+         transaction_ids, knot_timestamp, received_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        e.digest,
+        e.event,
+        e.externalUserId ?? null,
+        e.merchantId ?? null,
+        e.merchantName ?? null,
+        JSON.stringify(e.transactions.ids),
         e.timestamp,
         e.receivedAt,
       ],
@@ -266,15 +351,38 @@ export async function getTask(tx: SqlRunner, taskId: string): Promise<TaskView |
 }
 
 export async function listMerchants(tx: SqlRunner): Promise<MerchantAvailability[]> {
-  const rows = await tx.query("SELECT * FROM knot_merchants ORDER BY merchant_id, type, platform");
+  const rows = await tx.query(
+    "SELECT * FROM knot_merchant_availability ORDER BY merchant_id, type, platform, sdk_key",
+  );
   return rows.map((r) => ({
     merchantId: String(r.merchant_id),
     merchantName: optStr(r.merchant_name),
     type: String(r.type),
     platform: String(r.platform),
+    sdk: r.sdk === null || r.sdk === undefined ? null : String(r.sdk),
     status: String(r.status),
-    sdk: optStr(r.sdk),
     updatedAt: num(r.updated_at),
+  }));
+}
+
+export async function listTransactionEvents(
+  tx: SqlRunner,
+  externalUserId: string | undefined,
+  limit: number,
+): Promise<TransactionEventView[]> {
+  const rows = await tx.query(
+    `SELECT * FROM knot_transaction_events ${externalUserId === undefined ? "" : "WHERE external_user_id = ?"}
+     ORDER BY id DESC LIMIT ?`,
+    externalUserId === undefined ? [limit] : [externalUserId, limit],
+  );
+  return rows.map((r) => ({
+    event: String(r.event),
+    externalUserId: optStr(r.external_user_id),
+    merchantId: optStr(r.merchant_id),
+    merchantName: optStr(r.merchant_name),
+    transactionIds: JSON.parse(String(r.transaction_ids)) as string[],
+    timestamp: num(r.knot_timestamp),
+    receivedAt: num(r.received_at),
   }));
 }
 
