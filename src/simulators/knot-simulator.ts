@@ -1,67 +1,75 @@
 /**
- * A stand-in for Knot's API and webhooks, for the demo, tests and benchmarks (127.0.0.1 only).
+ * A stand-in for Knot's API and webhooks, for the demo, tests and benchmarks (127.0.0.1 only), built
+ * from Knot's "Send Card (JWE)" document and its webhook documents, not from our gateway: it shares no
+ * code with it.
  *
- * GET /jwe/key serves the simulator's public JWK; POST /card decrypts the JWE with its private key and
- * checks the payload has exactly Knot's documented shape, as the real /card does before answering 200.
- * Both demand Basic auth and `Knot-Version: 2.0`. Webhooks are signed the way Knot signs them. Faults:
- * 5xx answers, slowness, INVALID_JWE once, a same-origin redirect, key rotation.
+ * - `GET /jwe/key` serves the simulator's public JWK; `POST /card` takes `{task_id (number), jwe}`,
+ *   decrypts the JWE (RSA-OAEP-256 + A256GCM) and checks the documented user + card structure, with the
+ *   expiration as MM/YYYY or MM/YY. Both demand Basic auth and `Knot-Version: 2.0`.
+ * - Answers are the document's: `{"message":"Success"}`, and for a 400 either Invalid Input
+ *   (`INVALID_INPUT` / `INVALID_JWE`, "invalid jwe") or Missing Field (`INVALID_REQUEST` /
+ *   `INVALID_FIELD`, "the <name> field is required", or for an expiration in neither documented format
+ *   a message of ours in the same body), `display_message: null`. The document shows no
+ *   other body, so a 401 and the injected 3xx/4xx/5xx faults carry none.
+ * - It enforces nothing the document does not state (no length limits, no unknown-member refusal); the
+ *   decrypted payload is kept so a test can compare it with what it expected, exactly.
+ * - Webhooks are signed with Knot's documented scheme (./knot-webhooks.ts).
+ * - Faults: an HTTP status for the next N cards (with Retry-After when asked), a delay (a hang, against
+ *   a short client timeout), INVALID_JWE once, a redirect (any 3xx, any Location or none), key failures,
+ *   key rotation.
  *
  * Received cards are kept in memory for the caller to check; nothing here logs them.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
 import { compactDecrypt } from "jose";
-import { z } from "zod";
-import { knotSignature } from "../gateway/knot/signature.js";
+import { KNOT_ENCRYPTION_TYPE, type KnotWebhookBody, knotWebhookSignature } from "./knot-webhooks.js";
+import { JsonNumberText, parseKeepingNumbers, partnerJson } from "./partner-json.js";
 
-export const knotPayloadSchema = z
-  .object({
-    user: z
-      .object({
-        name: z
-          .object({ first_name: z.string().min(1).max(255), last_name: z.string().min(1).max(255) })
-          .strict(),
-        address: z
-          .object({
-            street: z.string().min(1).max(46),
-            street2: z.string().max(46).optional(),
-            city: z.string().min(1).max(32),
-            region: z.string().min(1).max(64),
-            postal_code: z.string().min(1).max(10),
-            country: z.string().regex(/^[A-Z]{2}$/),
-          })
-          .strict(),
-        phone_number: z.string().regex(/^\+[1-9]\d{6,14}$/),
-      })
-      .strict(),
-    card: z
-      .object({
-        number: z.string().regex(/^\d{12,19}$/),
-        expiration: z.string().regex(/^(0[1-9]|1[0-2])\/\d{4}$/),
-        cvv: z.string().regex(/^\d{3,4}$/),
-      })
-      .strict(),
-  })
-  .strict();
-export type KnotPayload = z.infer<typeof knotPayloadSchema>;
+/** The plaintext Knot's document describes (the card as Knot reads it; `street2` may be absent). */
+export interface KnotPayload {
+  readonly user: {
+    readonly name: { readonly first_name: string; readonly last_name: string };
+    readonly address: {
+      readonly street: string;
+      readonly street2?: string;
+      readonly city: string;
+      readonly region: string;
+      readonly postal_code: string;
+      readonly country: string;
+    };
+    readonly phone_number: string;
+  };
+  readonly card: { readonly number: string; readonly expiration: string; readonly cvv: string };
+}
 
 export interface ReceivedCard {
+  /** `task_id` exactly as written in the request body (a JSON number's text). */
   readonly taskId: string;
+  /** The decrypted payload as sent, unknown members included. */
   readonly payload: KnotPayload;
   readonly receivedAt: number;
   readonly kid: string | undefined;
 }
 
 export interface KnotFaults {
-  /** Answer the next N POST /card with this status (default 503). */
+  /** Answer the next N POST /card with `failStatus` (no body) before looking at them. */
   failNext: number;
   failStatus: number;
+  /** Retry-After header value sent with those answers (e.g. "1" for a 429). */
+  retryAfter: string | undefined;
   /** Delay every POST /card by this many ms. */
   delayMs: number;
   /** Answer the next POST /card 400 INVALID_JWE whatever it holds. */
   invalidJweOnce: boolean;
-  /** Answer the next POST /card with a 307 to the same path on the same origin. */
+  /** Answer the next POST /card with `redirectStatus` to `redirectLocation`. */
   redirectOnce: boolean;
+  redirectStatus: number;
+  /** undefined: `/card` on this origin; null: no Location header at all. */
+  redirectLocation: string | null | undefined;
+  /** Answer the next N GET /jwe/key with `keyFailStatus` (no body). */
+  keyFailNext: number;
+  keyFailStatus: number;
 }
 
 export interface KnotSimulatorOptions {
@@ -91,20 +99,83 @@ function keyPair(pem: string | undefined, kid: string): KeyPair {
   return { privateKey, jwk };
 }
 
+/** Knot's documented 400 bodies. */
+export const INVALID_JWE_BODY = {
+  error_type: "INVALID_INPUT",
+  error_code: "INVALID_JWE",
+  error_message: "invalid jwe",
+  display_message: null,
+} as const;
+
+/** The Missing Field body; the document's only message is "the name field is required". */
+export function invalidFieldBody(message: string) {
+  return {
+    error_type: "INVALID_REQUEST",
+    error_code: "INVALID_FIELD",
+    error_message: message,
+    display_message: null,
+  } as const;
+}
+
+const missingFieldBody = (field: string) => invalidFieldBody(`the ${field} field is required`);
+
+const EXPIRATION = /^(0[1-9]|1[0-2])\/(\d{2}|\d{4})$/;
+
+type JsonObject = Record<string, unknown>;
+const asObject = (v: unknown): JsonObject | undefined =>
+  typeof v === "object" && v !== null && !Array.isArray(v) ? (v as JsonObject) : undefined;
+
+/** The first member of the documented structure that is missing (or of the wrong type), by its name. */
+function missingMember(payload: unknown): string | undefined {
+  const root = asObject(payload);
+  const user = asObject(root?.user);
+  const name = asObject(user?.name);
+  const address = asObject(user?.address);
+  const card = asObject(root?.card);
+  const objects: [string, unknown][] = [
+    ["user", user],
+    ["name", name],
+    ["address", address],
+    ["card", card],
+  ];
+  for (const [member, value] of objects) if (value === undefined) return member;
+  const strings: [string, JsonObject | undefined][] = [
+    ["first_name", name],
+    ["last_name", name],
+    ["street", address],
+    ["city", address],
+    ["region", address],
+    ["postal_code", address],
+    ["country", address],
+    ["phone_number", user],
+    ["number", card],
+    ["expiration", card],
+    ["cvv", card],
+  ];
+  for (const [member, parent] of strings) if (typeof parent?.[member] !== "string") return member;
+  if (address?.street2 !== undefined && typeof address.street2 !== "string") return "street2";
+  return undefined;
+}
+
 export class KnotSimulator {
   readonly received: ReceivedCard[] = [];
   readonly rejected: { taskId: string; code: string }[] = [];
   readonly faults: KnotFaults = {
     failNext: 0,
     failStatus: 503,
+    retryAfter: undefined,
     delayMs: 0,
     invalidJweOnce: false,
     redirectOnce: false,
+    redirectStatus: 307,
+    redirectLocation: undefined,
+    keyFailNext: 0,
+    keyFailStatus: 503,
   };
   jwkRequests = 0;
   cardRequests = 0;
   private keys: KeyPair;
-  private retired: KeyPair[] = [];
+  private rotations = 0;
   private app?: FastifyInstance;
   url = "";
 
@@ -117,103 +188,119 @@ export class KnotSimulator {
   }
 
   /** Knot rotates its key: the old one stops decrypting, so a cached copy now yields INVALID_JWE. */
-  rotateKey(privateKeyPem?: string, kid = `knot-sim-${this.retired.length + 2}`): void {
-    this.retired.push(this.keys);
+  rotateKey(privateKeyPem?: string, kid = `knot-sim-${++this.rotations + 1}`): void {
     this.keys = keyPair(privateKeyPem, kid);
   }
 
   async start(): Promise<string> {
     const app = Fastify({ logger: false });
     const auth = `Basic ${Buffer.from(`${this.opts.clientId}:${this.opts.secret}`).toString("base64")}`;
-    const error = (code: string, message: string) => ({
-      error_type: "INVALID_INPUT",
-      error_code: code,
-      error_message: message,
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, text, done) => {
+      try {
+        done(null, parseKeepingNumbers(String(text), new Set(["task_id"])));
+      } catch {
+        done(null, undefined);
+      }
     });
     app.addHook("onRequest", async (req, reply) => {
-      if (req.headers.authorization !== auth)
-        return reply.code(401).send(error("INVALID_CLIENT", "bad credentials"));
+      if (req.headers.authorization !== auth) return reply.code(401).send();
       if (req.headers["knot-version"] !== "2.0")
-        return reply.code(400).send(error("INVALID_VERSION", "Knot-Version"));
+        return reply.code(400).send(missingFieldBody("Knot-Version"));
     });
-    app.get("/jwe/key", async () => {
+    app.get("/jwe/key", async (_req, reply) => {
       this.jwkRequests++;
+      if (this.faults.keyFailNext > 0) {
+        this.faults.keyFailNext--;
+        return reply.code(this.faults.keyFailStatus).send();
+      }
       return this.keys.jwk;
     });
-    app.post("/card", async (req, reply) => {
-      this.cardRequests++;
-      const f = this.faults;
-      if (f.delayMs > 0) await new Promise((r) => setTimeout(r, f.delayMs));
-      if (f.redirectOnce) {
-        f.redirectOnce = false;
-        return reply.code(307).header("location", "/card").send();
-      }
-      if (f.failNext > 0) {
-        f.failNext--;
-        return reply.code(f.failStatus).send(error("INTERNAL_ERROR", "simulated outage"));
-      }
-      const body = req.body as { task_id?: unknown; jwe?: unknown };
-      const taskId = String(body?.task_id ?? "");
-      if (!taskId || typeof body?.jwe !== "string") {
-        return reply.code(400).send(error("INVALID_INPUT", "task_id and jwe are required"));
-      }
-      if (f.invalidJweOnce) {
-        f.invalidJweOnce = false;
-        this.rejected.push({ taskId, code: "INVALID_JWE" });
-        return reply.code(400).send(error("INVALID_JWE", "the jwe could not be decrypted"));
-      }
-      let plaintext: Uint8Array;
-      let kid: string | undefined;
-      try {
-        const out = await compactDecrypt(body.jwe, this.keys.privateKey, {
-          keyManagementAlgorithms: ["RSA-OAEP-256"],
-          contentEncryptionAlgorithms: ["A256GCM"],
-        });
-        plaintext = out.plaintext;
-        kid = out.protectedHeader.kid;
-      } catch {
-        this.rejected.push({ taskId, code: "INVALID_JWE" });
-        return reply.code(400).send(error("INVALID_JWE", "the jwe could not be decrypted"));
-      }
-      const parsed = knotPayloadSchema.safeParse(JSON.parse(Buffer.from(plaintext).toString("utf8")));
-      plaintext.fill(0);
-      if (!parsed.success) {
-        this.rejected.push({ taskId, code: "INVALID_CARD_DATA" });
-        return reply
-          .code(400)
-          .send(error("INVALID_CARD_DATA", "payload does not match the documented shape"));
-      }
-      this.received.push({ taskId, payload: parsed.data, receivedAt: Date.now(), kid });
-      return { message: "Success" };
-    });
+    app.post("/card", (req, reply) => this.card(req.body, reply));
     this.url = await app.listen({ host: "127.0.0.1", port: 0 });
     this.app = app;
     return this.url;
   }
 
-  /** Sends a webhook the way Knot does: JSON body, Knot-Signature over the documented header string. */
+  private async card(body: unknown, reply: FastifyReply) {
+    this.cardRequests++;
+    const f = this.faults;
+    if (f.delayMs > 0) await new Promise((r) => setTimeout(r, f.delayMs));
+    if (f.redirectOnce) {
+      f.redirectOnce = false;
+      const location = f.redirectLocation === undefined ? "/card" : f.redirectLocation;
+      if (location !== null) reply.header("location", location);
+      return reply.code(f.redirectStatus).send();
+    }
+    if (f.failNext > 0) {
+      f.failNext--;
+      if (f.retryAfter !== undefined) reply.header("retry-after", f.retryAfter);
+      return reply.code(f.failStatus).send();
+    }
+    const fields = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+    const taskId = fields.task_id instanceof JsonNumberText ? fields.task_id.text : undefined;
+    const reject = (code: string, answer: object) => {
+      this.rejected.push({ taskId: taskId ?? "", code });
+      return reply.code(400).send(answer);
+    };
+    // The document types task_id as a number: a quoted id is a missing one.
+    if (taskId === undefined) return reject("INVALID_FIELD", missingFieldBody("task_id"));
+    if (typeof fields.jwe !== "string") return reject("INVALID_FIELD", missingFieldBody("jwe"));
+    if (f.invalidJweOnce) {
+      f.invalidJweOnce = false;
+      return reject("INVALID_JWE", INVALID_JWE_BODY);
+    }
+    let payload: unknown;
+    let kid: string | undefined;
+    try {
+      const out = await compactDecrypt(fields.jwe, this.keys.privateKey, {
+        keyManagementAlgorithms: ["RSA-OAEP-256"],
+        contentEncryptionAlgorithms: ["A256GCM"],
+      });
+      kid = out.protectedHeader.kid;
+      try {
+        payload = JSON.parse(Buffer.from(out.plaintext).toString("utf8"));
+      } finally {
+        out.plaintext.fill(0);
+      }
+    } catch {
+      return reject("INVALID_JWE", INVALID_JWE_BODY);
+    }
+    const missing = missingMember(payload);
+    if (missing !== undefined) return reject("INVALID_FIELD", missingFieldBody(missing));
+    const card = payload as KnotPayload;
+    if (!EXPIRATION.test(card.card.expiration)) {
+      return reject("INVALID_FIELD", invalidFieldBody("the expiration field must be MM/YYYY or MM/YY"));
+    }
+    this.received.push({ taskId, payload: card, receivedAt: Date.now(), kid });
+    return { message: "Success" };
+  }
+
+  /**
+   * Sends a webhook the way Knot does: the JSON body (bigint ids written exactly), `Content-Type`,
+   * `Encryption-Type` and `Knot-Signature` over the documented string.
+   */
   async sendWebhook(
     gatewayUrl: string,
-    body: Record<string, unknown>,
+    body: KnotWebhookBody,
     opts: { signature?: string; secret?: string } = {},
   ): Promise<{ status: number; body: unknown }> {
-    const text = JSON.stringify(body);
+    const text = partnerJson(body);
     const contentType = "application/json";
-    const encryptionType = "HMAC-SHA256";
     const signature =
       opts.signature ??
-      knotSignature(opts.secret ?? this.opts.secret, {
-        contentLength: String(Buffer.byteLength(text)),
+      knotWebhookSignature(opts.secret ?? this.opts.secret, {
+        contentLength: Buffer.byteLength(text),
         contentType,
-        encryptionType,
+        encryptionType: KNOT_ENCRYPTION_TYPE,
         event: String(body.event),
-        ...(typeof body.session_id === "string" ? { sessionId: body.session_id } : {}),
+        ...("session_id" in body ? { sessionId: String(body.session_id) } : {}),
       });
     const res = await fetch(`${gatewayUrl}/webhooks/knot`, {
       method: "POST",
       headers: {
         "content-type": contentType,
-        "encryption-type": encryptionType,
+        "encryption-type": KNOT_ENCRYPTION_TYPE,
         "knot-signature": signature,
       },
       body: text,
@@ -227,22 +314,12 @@ export class KnotSimulator {
   }
 }
 
-/** Knot's AUTHENTICATED webhook body as documented. */
-export function authenticatedEvent(o: {
-  taskId: number;
-  cardId: string;
-  externalUserId: string;
-  sendCard?: boolean;
-  sessionId?: string;
-  merchant?: { id: number; name: string };
-}): Record<string, unknown> {
-  return {
-    event: "AUTHENTICATED",
-    session_id: o.sessionId ?? `sess-${o.taskId}`,
-    task_id: o.taskId,
-    external_user_id: o.externalUserId,
-    merchant: o.merchant ?? { id: 10, name: "Uber" },
-    data: { card_id: o.cardId, send_card: o.sendCard ?? true, entrypoint: "onboarding" },
-    timestamp: Date.now(),
-  };
-}
+export {
+  accountsRetrievedEvent,
+  authenticatedEvent,
+  cardFailedEvent,
+  cardIdEvent,
+  merchantStatusUpdateEvent,
+  newTransactionsAvailableEvent,
+  updatedTransactionsAvailableEvent,
+} from "./knot-webhooks.js";
