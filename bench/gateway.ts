@@ -63,13 +63,15 @@ async function main() {
   const dotvaSecret = { header: "x-dotva-secret", value: secret() };
   const dotva = new DotvaSimulator(dotvaPublicKeyPem(pki.dotvaKeyDir), { sharedSecret: dotvaSecret });
   // One real JWE; each request gets its own card_uuid/card_id (the gateway never decrypts at intake).
-  const template = await dotva.issue({ pan: TEST_PANS[0], cvv: "123", expiry_month: 8, expiry_year: 2030 });
+  const template = await dotva.issue({
+    pan: TEST_PANS[0],
+    cvv: "123",
+    expiry_month: 8,
+    expiry_year: new Date().getUTCFullYear() + 3,
+  });
   const bodyFor = (i: number) => {
-    const e = {
-      ...template,
-      data: { ...(template.data as object), card_uuid: randomUUID(), card_id: `bench_${i}` },
-    };
-    const text = JSON.stringify(e);
+    const e = { ...template, data: { ...template.data, card_uuid: randomUUID(), card_id: i } };
+    const text = dotva.body(e);
     return { text, headers: dotva.headers(text) };
   };
 
@@ -146,7 +148,7 @@ async function main() {
           gw.url,
           authenticatedEvent({
             taskId,
-            cardId: `bench_${1_000_000 + (i % seq)}`,
+            cardId: 1_000_000 + (i % seq),
             externalUserId: "bench-user",
           }),
         )

@@ -71,9 +71,11 @@ async function main(): Promise<boolean> {
     }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
 
   const dotva = new DotvaSimulator(dotvaPublicKeyPem(pki.dotvaKeyDir), { sharedSecret: dotvaSecret });
-  const card = { pan: TEST_PANS[0], cvv: "123", expiry_month: "8", expiry_year: "30" };
+  // A two-digit year from the clock, so the demo card never expires; Knot receives it as MM/YYYY.
+  const expiryYear = new Date().getUTCFullYear() + 3;
+  const card = { pan: TEST_PANS[0], cvv: "123", expiry_month: "8", expiry_year: String(expiryYear % 100) };
   const event = await dotva.issue(card);
-  const data = event.data as { card_uuid: string; card_id: string };
+  const { data } = event;
   const delivery = await dotva.deliver(gw.url, event, { copies: 2 });
   step(
     5,
@@ -112,7 +114,7 @@ async function main(): Promise<boolean> {
   const ok =
     job?.state === "sent" &&
     got?.payload.card.number === card.pan &&
-    got.payload.card.expiration === "08/2030" &&
+    got.payload.card.expiration === `08/${expiryYear}` &&
     got.payload.card.cvv === card.cvv &&
     got.payload.user.name.last_name === "Lovelace";
   step(

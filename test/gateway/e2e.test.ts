@@ -98,7 +98,7 @@ afterAll(async () => {
 
 async function issueAndProfile(url: string) {
   const event = await dotva.issue(CARD);
-  const d = event.data as { card_id: string; card_uuid: string };
+  const d = event.data as { card_id: number; card_uuid: string };
   const user = `user-${randomUUID()}`;
   expect((await putProfile(url, user)).status).toBe(201);
   return { event, cardId: d.card_id, cardUuid: d.card_uuid, user, taskId: ++taskSeq };

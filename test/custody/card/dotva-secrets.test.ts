@@ -7,6 +7,7 @@ import { parseDotvaSecrets } from "../../../src/custody/card/dotva-secrets.js";
 import { parseKnotUser } from "../../../src/custody/card/knot-user.js";
 import { reencryptForKnot } from "../../../src/custody/reencrypt.js";
 import { privateKeyUnwrap } from "../../../src/keystore/private-key-unwrap.js";
+import { type SecretsShape, secretsPlaintext } from "../../../src/simulators/dotva-simulator.js";
 import { jwcrypto } from "../../support/jwcrypto.js";
 import { USER } from "../../support/profile.js";
 
@@ -116,6 +117,21 @@ describe("parseDotvaSecrets: every documented-tolerated shape", () => {
       expect(secrets.pan.every((b) => b === 0)).toBe(true);
       expect(secrets.cvv.every((b) => b === 0)).toBe(true);
     }
+  });
+});
+
+describe("parseDotvaSecrets reads every shape the Dotva simulator sends", () => {
+  const card = { pan: PAN, cvv: "0123", expiry_month: 2, expiry_year: YY };
+  it.each<SecretsShape>([
+    { pan: "pan", cvv: "cvv", expiry: { month: "expiry_month", year: "expiry_year" } },
+    { pan: "number", cvv: "cvc", expiry: { member: "expiration", format: "MM/YYYY" }, nestUnder: "card" },
+    { pan: "card_number", cvv: "cvv2", expiry: { member: "expiry", format: "MM/YY" }, extra: { id: 7 } },
+    { pan: "pan", cvv: "security_code", expiry: { member: "expiration", format: "YYYY-MM" } },
+    { pan: "card_number", cvv: "cvv", expiry: { month: "exp_month", year: "exp_year" }, nestUnder: "card" },
+  ])("%j", (shape) => {
+    const secrets = parse(secretsPlaintext(card, shape));
+    expect([secrets.pan.toString(), secrets.cvv.toString()]).toEqual([PAN, "0123"]);
+    expect([secrets.expiryMonth, secrets.expiryYear]).toEqual([2, YEAR]);
   });
 });
 
