@@ -61,17 +61,27 @@ export interface Issuer {
 
 let serial = 1;
 
-function makeCert(opts: {
-  cn: string;
-  publicKey: KeyObject;
-  issuer?: Issuer;
-  signingKey: forge.pki.rsa.PrivateKey;
-  ca?: boolean;
-  notBefore: Date;
-  notAfter: Date;
-  altNames?: object[];
-  usage?: "server" | "client";
-}): forge.pki.Certificate {
+/** What a test certificate looks like; the defaults give the well-formed dev certificates. */
+export interface CertShape {
+  readonly cn: string;
+  readonly publicKey: KeyObject;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly altNames?: object[];
+  /** CA:TRUE with keyCertSign (and this pathLen), instead of an end-entity certificate. */
+  readonly ca?: boolean;
+  readonly pathLen?: number;
+  readonly usage?: "server" | "client";
+  /** Replaces the end-entity key usage (digitalSignature + keyEncipherment). */
+  readonly keyUsage?: { digitalSignature?: boolean; keyEncipherment?: boolean; keyCertSign?: boolean };
+  /** Puts basicConstraints cA:TRUE on an otherwise end-entity certificate (a malformed leaf). */
+  readonly leafClaimsCa?: boolean;
+  readonly digest?: "sha256" | "sha1";
+}
+
+function makeCert(
+  opts: CertShape & { issuer?: Issuer; signingKey: forge.pki.rsa.PrivateKey },
+): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(
     opts.publicKey.export({ type: "spki", format: "pem" }).toString(),
@@ -87,12 +97,21 @@ function makeCert(opts: {
   cert.setIssuer(opts.issuer ? opts.issuer.cert.subject.attributes : subject);
   const extensions: object[] = opts.ca
     ? [
-        { name: "basicConstraints", cA: true, critical: true },
+        {
+          name: "basicConstraints",
+          cA: true,
+          critical: true,
+          ...(opts.pathLen !== undefined ? { pathLenConstraint: opts.pathLen } : {}),
+        },
         { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true },
       ]
     : [
-        { name: "basicConstraints", cA: false },
-        { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+        { name: "basicConstraints", cA: opts.leafClaimsCa === true },
+        {
+          name: "keyUsage",
+          ...(opts.keyUsage ?? { digitalSignature: true, keyEncipherment: true }),
+          critical: true,
+        },
         {
           name: "extKeyUsage",
           serverAuth: opts.usage === "server",
@@ -101,7 +120,7 @@ function makeCert(opts: {
       ];
   if (opts.altNames) extensions.push({ name: "subjectAltName", altNames: opts.altNames });
   cert.setExtensions(extensions);
-  cert.sign(opts.signingKey, forge.md.sha256.create());
+  cert.sign(opts.signingKey, (opts.digest === "sha1" ? forge.md.sha1 : forge.md.sha256).create());
   return cert;
 }
 
@@ -114,7 +133,12 @@ function writeKeyPair(dir: string, name: string, cert: forge.pki.Certificate, ke
 }
 
 /** A CA (self-signed) for tests that need their own chain, e.g. Knot's x5c. */
-export function makeCa(cn: string, notBefore: Date, notAfter: Date): Issuer & { pem: string } {
+export function makeCa(
+  cn: string,
+  notBefore: Date,
+  notAfter: Date,
+  pathLen?: number,
+): Issuer & { pem: string; privateKey: KeyObject } {
   const pair = rsaPair();
   const cert = makeCert({
     cn,
@@ -123,8 +147,60 @@ export function makeCa(cn: string, notBefore: Date, notAfter: Date): Issuer & { 
     ca: true,
     notBefore,
     notAfter,
+    ...(pathLen !== undefined ? { pathLen } : {}),
   });
-  return { cert, key: pair.forgePrivate, pem: forge.pki.certificateToPem(cert) };
+  return {
+    cert,
+    key: pair.forgePrivate,
+    pem: forge.pki.certificateToPem(cert),
+    privateKey: pair.privateKey,
+  };
+}
+
+/** An intermediate CA under `issuer`, optionally with a pathLen constraint. */
+export function makeIntermediate(
+  issuer: Issuer,
+  cn: string,
+  notBefore: Date,
+  notAfter: Date,
+  pathLen?: number,
+): Issuer {
+  const pair = rsaPair();
+  const cert = makeCert({
+    cn,
+    publicKey: pair.publicKey,
+    issuer,
+    signingKey: issuer.key,
+    ca: true,
+    notBefore,
+    notAfter,
+    ...(pathLen !== undefined ? { pathLen } : {}),
+  });
+  return { cert, key: pair.forgePrivate };
+}
+
+/** Any certificate under `issuer`, shaped by `shape` (tests mint well-formed and malformed ones). */
+export function issueCertificate(issuer: Issuer, shape: CertShape): forge.pki.Certificate {
+  return makeCert({ ...shape, issuer, signingKey: issuer.key });
+}
+
+/** A client certificate and its new key under `issuer`, written as `<name>.pem` / `<name>.key` in `dir`. */
+export function issueClientFiles(
+  dir: string,
+  name: string,
+  issuer: Issuer,
+  shape: { cn: string; uris: readonly string[]; notBefore: Date; notAfter: Date },
+): CertPaths & { serialNumber: string } {
+  const pair = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const cert = issueCertificate(issuer, {
+    cn: shape.cn,
+    publicKey: pair.publicKey,
+    notBefore: shape.notBefore,
+    notAfter: shape.notAfter,
+    usage: "client",
+    ...(shape.uris.length > 0 ? { altNames: shape.uris.map((value) => ({ type: 6, value })) } : {}),
+  });
+  return { ...writeKeyPair(dir, name, cert, pair.privateKey), serialNumber: cert.serialNumber };
 }
 
 /** An end-entity certificate for `publicKey`, as base64 DER (the form JWK x5c entries take). */
@@ -145,6 +221,10 @@ export function issueLeafDer(
     usage: "server",
   });
   return forge.util.encode64(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes());
+}
+
+export function certificatePem(cert: forge.pki.Certificate): string {
+  return forge.pki.certificateToPem(cert);
 }
 
 export function certificateDer(cert: forge.pki.Certificate): string {

@@ -1,7 +1,8 @@
 /**
  * The operator log and the audit record. One audit line per ReencryptForKnot call, whatever its outcome,
- * holding only: caller identity, request_id, key fingerprint, recipient thumbprint, card last4, outcome
- * (OK or the reason code), gRPC status, duration. Nothing else from the request is ever logged: no JWE,
+ * holding only: caller identity and the allowlist entry that admitted it, request_id, key fingerprint,
+ * recipient thumbprint and the policy rule that allowed (or the reason that refused) it, card last4,
+ * outcome (OK or the reason code), gRPC status, duration. Nothing else from the request is ever logged: no JWE,
  * no profile, no fingerprint text that failed to parse, and no error messages from inside the worker.
  */
 import { type DestinationStream, type Logger, pino } from "pino";
@@ -25,11 +26,17 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 
 export interface AuditRecord {
   readonly caller: string;
+  /** The allowlist entry (`uri:...` / `cn:...`) that admitted the caller. */
+  readonly caller_rule?: string;
   readonly request_id?: string;
   readonly key_fingerprint?: string;
   readonly key_generation?: number;
   readonly recipient_thumbprint?: string;
   readonly recipient_basis?: string;
+  /** For basis x5c: the policy entry (root file -> leaf name) the chain satisfied. */
+  readonly recipient_rule?: string;
+  /** Why the recipient was refused: NOT_PINNED or the x5c reason (LEAF_KEY_USAGE, ...). */
+  readonly recipient_refusal?: string;
   readonly card_last4?: string;
   readonly outcome: string;
   readonly grpc_status: number;

@@ -3,12 +3,16 @@
  * into one typed object. A bad value stops the service with a message naming the variable.
  * `custody --help` prints CONFIG_VARIABLES.
  */
-import { X509Certificate } from "node:crypto";
+import "reflect-metadata";
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
+import { dirname, resolve } from "node:path";
+import { BasicConstraintsExtension, X509Certificate, X509Crl } from "@peculiar/x509";
 import { z } from "zod";
 import { configFromUris, MECHANISMS, type Pkcs11StoreConfig } from "../keystore/pkcs11/config.js";
-import { type IdentityMatcher, parseIdentityMatcher } from "./caller-identity.js";
+import { type IdentityMatcher, isSpiffeId, parseIdentityMatcher } from "./caller-identity.js";
+import { canonicalSubject, type X5cPolicyEntry } from "./recipient-policy.js";
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -21,6 +25,11 @@ interface VariableDoc {
 }
 
 export const CONFIG_VARIABLES: readonly VariableDoc[] = [
+  {
+    name: "CUSTODY_ENV",
+    help: "production or development; development unlocks the CUSTODY_DEV_* switches and cn: callers, and listens on loopback only",
+    default: "production",
+  },
   { name: "CUSTODY_LISTEN", help: "host:port to listen on", default: "127.0.0.1:7443" },
   {
     name: "CUSTODY_TLS_CERT",
@@ -32,8 +41,22 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
     help: "PEM file: CA(s) that issue client certificates; others never reach a handler",
   },
   {
+    name: "CUSTODY_TLS_CLIENT_CRL",
+    help: "comma list of PEM CRL files of the client CA(s), checked at every handshake (SIGHUP re-reads them)",
+  },
+  {
+    name: "CUSTODY_MAX_CONNECTION_AGE_MS",
+    help: "connections older than this are closed (GOAWAY), so clients re-handshake and revocation applies",
+    default: "600000",
+  },
+  {
+    name: "CUSTODY_MAX_CONNECTION_AGE_GRACE_MS",
+    help: "time calls on a closing connection get to finish",
+    default: "30000",
+  },
+  {
     name: "CUSTODY_ALLOW_REENCRYPT",
-    help: "callers allowed ReencryptForKnot: comma list of cn:<CN> / uri:<SAN URI>",
+    help: "callers allowed ReencryptForKnot: comma list of uri:<SPIFFE ID> (cn:<CN> in development only)",
   },
   {
     name: "CUSTODY_ALLOW_HEALTH",
@@ -78,15 +101,18 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
   { name: "CUSTODY_PKCS11_STATE_DIR", help: "pkcs11 store: directory of manifest.json holding key states" },
   { name: "CUSTODY_RECIPIENT_PINS", help: "comma list of allowed Knot key RFC 7638 thumbprints (base64url)" },
   { name: "CUSTODY_RECIPIENT_PINS_FILE", help: "file with one allowed thumbprint per line (# comments)" },
-  { name: "CUSTODY_RECIPIENT_ROOTS", help: "PEM file: roots a Knot JWK's x5c chain may lead to" },
+  {
+    name: "CUSTODY_RECIPIENT_X5C_POLICY",
+    help: 'JSON file binding each x5c root to Knot\'s leaf: {"entries":[{"root":"file.pem","leaf_dns":"..."}]}',
+  },
   {
     name: "CUSTODY_DEV_ALLOW_ANY_RECIPIENT",
-    help: "1 = re-encrypt to ANY key (development only, logged on every call)",
+    help: "1 = re-encrypt to ANY key (CUSTODY_ENV=development only, logged on every call)",
     default: "0",
   },
   {
     name: "CUSTODY_DEV_PLAINTEXT",
-    help: "1 = listen WITHOUT TLS and without caller checks (development only)",
+    help: "1 = listen WITHOUT TLS and without caller checks (CUSTODY_ENV=development only)",
     default: "0",
   },
   { name: "CUSTODY_RATE_PER_SECOND", help: "sustained calls per second per caller", default: "2000" },
@@ -129,11 +155,24 @@ export type KeyStoreConfig =
     }
   | { readonly kind: "pkcs11"; readonly pkcs11: Pkcs11StoreConfig };
 
+export type CustodyEnv = "production" | "development";
+
+export interface TlsConfig {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly clientCa: Buffer;
+  /** CRL files of the client CA(s), re-read on SIGHUP; empty = no revocation check. */
+  readonly crlFiles: readonly string[];
+  readonly crl: readonly Buffer[];
+}
+
 export interface CustodyConfig {
+  readonly env: CustodyEnv;
   readonly listen: { readonly host: string; readonly port: number };
   /** Absent only in dev plaintext mode. */
-  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa: Buffer };
+  readonly tls?: TlsConfig;
   readonly devPlaintext: boolean;
+  readonly connection: { readonly maxAgeMs: number; readonly maxAgeGraceMs: number };
   readonly callers: {
     readonly reencrypt: readonly IdentityMatcher[];
     /** "any" = every client that presented a certificate from the client CA. */
@@ -142,7 +181,7 @@ export interface CustodyConfig {
   readonly keyStore: KeyStoreConfig;
   readonly recipients: {
     readonly pinnedThumbprints: ReadonlySet<string>;
-    readonly roots: readonly X509Certificate[];
+    readonly x5c: readonly X5cPolicyEntry[];
     readonly allowAny: boolean;
   };
   readonly limits: {
@@ -183,12 +222,23 @@ function readFile(env: Env, name: string): Buffer {
   }
 }
 
-function identities(env: Env, name: string, fallback?: string): IdentityMatcher[] | "any" {
+function identities(env: Env, name: string, mode: CustodyEnv, fallback?: string): IdentityMatcher[] | "any" {
   const raw = read(env, name, z.string().min(1, "must not be empty"), fallback);
   if (raw.trim() === "*") return "any";
   return raw.split(",").map((entry) => {
     const matcher = parseIdentityMatcher(entry);
     if (!matcher) throw new ConfigError(`${name}: "${entry.trim()}" is not cn:<name> or uri:<uri>`);
+    // In production a caller is its one SPIFFE ID: a CN is whatever the CA's customer asked for.
+    if (mode === "production" && matcher.kind === "cn") {
+      throw new ConfigError(
+        `${name}: "${entry.trim()}": cn: entries are refused outside CUSTODY_ENV=development; name the caller's SPIFFE ID as uri:spiffe://...`,
+      );
+    }
+    if (mode === "production" && !isSpiffeId(matcher.value)) {
+      throw new ConfigError(
+        `${name}: "${entry.trim()}" is not a SPIFFE ID (uri:spiffe://<trust domain>/<path>)`,
+      );
+    }
     return matcher;
   });
 }
@@ -214,16 +264,131 @@ function pins(env: Env): Set<string> {
   return new Set(trimmed);
 }
 
-function roots(env: Env): X509Certificate[] {
-  if (!env.CUSTODY_RECIPIENT_ROOTS) return [];
-  const pem = readFile(env, "CUSTODY_RECIPIENT_ROOTS").toString("ascii");
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new ConfigError("CUSTODY_RECIPIENT_ROOTS: no PEM certificate in the file");
-  try {
-    return blocks.map((block) => new X509Certificate(block));
-  } catch {
-    throw new ConfigError("CUSTODY_RECIPIENT_ROOTS: a certificate in the file cannot be parsed");
+const X5C_POLICY_FILE = z
+  .object({
+    entries: z
+      .array(
+        z
+          .object({
+            root: z.string().min(1),
+            leaf_dns: z
+              .string()
+              .regex(/^(\*\.)?([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$/, "is not a DNS name")
+              .optional(),
+            leaf_subject: z.string().min(1).optional(),
+          })
+          .strict()
+          .refine((e) => e.leaf_dns !== undefined || e.leaf_subject !== undefined, {
+            message:
+              "each entry needs leaf_dns and/or leaf_subject: a root alone would trust every certificate it issues",
+          }),
+      )
+      .min(1),
+  })
+  .strict();
+
+function x5cPolicy(env: Env): X5cPolicyEntry[] {
+  if (env.CUSTODY_RECIPIENT_ROOTS !== undefined) {
+    throw new ConfigError(
+      "CUSTODY_RECIPIENT_ROOTS: no longer accepted (it trusted anything under a root); use CUSTODY_RECIPIENT_X5C_POLICY, which binds each root to Knot's leaf name",
+    );
   }
+  const name = "CUSTODY_RECIPIENT_X5C_POLICY";
+  if (!env[name]) return [];
+  let parsed: z.infer<typeof X5C_POLICY_FILE>;
+  try {
+    parsed = X5C_POLICY_FILE.parse(JSON.parse(readFile(env, name).toString("utf8")));
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    const detail =
+      err instanceof z.ZodError
+        ? `${err.issues[0]!.path.join(".")} ${err.issues[0]!.message}`
+        : "not valid JSON";
+    throw new ConfigError(`${name}: ${detail}`);
+  }
+  const base = dirname(resolve(env[name]!));
+  return parsed.entries.map((entry, i) => {
+    const where = `${name}: entries.${i}`;
+    const file = resolve(base, entry.root);
+    let root: X509Certificate;
+    try {
+      const pem = readFileSync(file, "ascii");
+      const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+      if (blocks.length !== 1)
+        throw new ConfigError(`${where}.root: ${file} must hold exactly one PEM certificate`);
+      root = new X509Certificate(blocks[0]!);
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(`${where}.root: cannot read a certificate from ${file}`);
+    }
+    if (!root.getExtension(BasicConstraintsExtension)?.ca) {
+      throw new ConfigError(`${where}.root: ${file} is not a CA certificate (basicConstraints cA)`);
+    }
+    let leafSubject: string | undefined;
+    if (entry.leaf_subject !== undefined) {
+      try {
+        leafSubject = canonicalSubject(entry.leaf_subject);
+      } catch {
+        throw new ConfigError(`${where}.leaf_subject: not a distinguished name like "CN=..., O=..."`);
+      }
+    }
+    return {
+      root,
+      label: entry.root,
+      ...(entry.leaf_dns !== undefined ? { leafDns: entry.leaf_dns.toLowerCase() } : {}),
+      ...(leafSubject !== undefined ? { leafSubject } : {}),
+    };
+  });
+}
+
+/**
+ * Reads and checks the client CRLs: each must come from one of the client CAs and not be past its
+ * nextUpdate. OpenSSL then refuses, at the handshake, a certificate a CRL lists (and, failing closed,
+ * every certificate of a CA whose CRL has expired). The CRL's signature is checked by OpenSSL, which
+ * ignores a CRL whose signature does not verify and then refuses that CA's clients.
+ */
+export function loadClientCrls(files: readonly string[], clientCa: Buffer, now: Date): Buffer[] {
+  const name = "CUSTODY_TLS_CLIENT_CRL";
+  const caSubjects = new Set(
+    (
+      clientCa.toString("ascii").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
+    ).map((pem) => new X509Certificate(pem).subject),
+  );
+  return files.map((file) => {
+    let pem: Buffer;
+    try {
+      pem = readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(`${name}: cannot read ${file} (${(err as NodeJS.ErrnoException).code})`);
+    }
+    const blocks =
+      pem.toString("ascii").match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g) ?? [];
+    if (blocks.length === 0) throw new ConfigError(`${name}: ${file} holds no PEM CRL (BEGIN X509 CRL)`);
+    for (const block of blocks) {
+      let crl: X509Crl;
+      try {
+        crl = new X509Crl(block);
+      } catch {
+        throw new ConfigError(`${name}: ${file}: a CRL cannot be parsed`);
+      }
+      if (!caSubjects.has(crl.issuer)) {
+        throw new ConfigError(`${name}: ${file}: a CRL is not issued by a CA in CUSTODY_TLS_CLIENT_CA`);
+      }
+      if (crl.nextUpdate !== undefined && crl.nextUpdate <= now) {
+        throw new ConfigError(
+          `${name}: ${file}: the CRL's nextUpdate (${crl.nextUpdate.toISOString()}) has passed; fetch a fresh CRL`,
+        );
+      }
+    }
+    return pem;
+  });
+}
+
+const LOOPBACK_NAMES = new Set(["localhost", "::1"]);
+
+function isLoopback(host: string): boolean {
+  if (LOOPBACK_NAMES.has(host.toLowerCase())) return true;
+  return isIP(host) === 4 && host.startsWith("127.");
 }
 
 function pkcs11FromEnv(env: Env): Pkcs11StoreConfig {
@@ -246,22 +411,56 @@ function pkcs11FromEnv(env: Env): Pkcs11StoreConfig {
 }
 
 export function loadConfig(env: Env = process.env): CustodyConfig {
+  const mode = read(env, "CUSTODY_ENV", z.enum(["production", "development"]), "production");
+  if (mode === "development" && env.NODE_ENV === "production") {
+    throw new ConfigError("CUSTODY_ENV: development is refused when NODE_ENV=production");
+  }
   const listenText = read(env, "CUSTODY_LISTEN", z.string(), "127.0.0.1:7443");
   const listen = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(listenText);
   const port = Number(listen?.[2]);
   if (!listen || port > 65535)
     throw new ConfigError("CUSTODY_LISTEN: must be host:port, e.g. 127.0.0.1:7443");
+  const host = listen[1]!.replace(/^\[|\]$/g, "");
 
+  // The unsafe switches turn custody into an unauthenticated decryption oracle: they need the explicit
+  // development mode, and that mode never listens beyond this machine.
   const devPlaintext = read(env, "CUSTODY_DEV_PLAINTEXT", flag, "0");
-  const tls = devPlaintext
-    ? undefined
-    : {
-        cert: readFile(env, "CUSTODY_TLS_CERT"),
-        key: readFile(env, "CUSTODY_TLS_KEY"),
-        clientCa: readFile(env, "CUSTODY_TLS_CLIENT_CA"),
-      };
+  const allowAny = read(env, "CUSTODY_DEV_ALLOW_ANY_RECIPIENT", flag, "0");
+  for (const [name, on] of [
+    ["CUSTODY_DEV_PLAINTEXT", devPlaintext],
+    ["CUSTODY_DEV_ALLOW_ANY_RECIPIENT", allowAny],
+  ] as const) {
+    if (on && mode !== "development") {
+      throw new ConfigError(
+        `${name}: only allowed with CUSTODY_ENV=development (on a loopback CUSTODY_LISTEN)`,
+      );
+    }
+  }
+  if (mode === "development" && !isLoopback(host)) {
+    throw new ConfigError(
+      "CUSTODY_LISTEN: CUSTODY_ENV=development listens on loopback only (127.0.0.1, ::1 or localhost)",
+    );
+  }
 
-  const reencrypt = identities(env, "CUSTODY_ALLOW_REENCRYPT");
+  let tls: TlsConfig | undefined;
+  if (!devPlaintext) {
+    const cert = readFile(env, "CUSTODY_TLS_CERT");
+    const key = readFile(env, "CUSTODY_TLS_KEY");
+    const clientCa = readFile(env, "CUSTODY_TLS_CLIENT_CA");
+    const crlFiles = (env.CUSTODY_TLS_CLIENT_CRL ?? "")
+      .split(",")
+      .map((f) => f.trim())
+      .filter((f) => f !== "");
+    tls = {
+      cert,
+      key,
+      clientCa,
+      crlFiles,
+      crl: loadClientCrls(crlFiles, clientCa, new Date()),
+    };
+  }
+
+  const reencrypt = identities(env, "CUSTODY_ALLOW_REENCRYPT", mode);
   if (reencrypt === "any")
     throw new ConfigError("CUSTODY_ALLOW_REENCRYPT: name the callers; * is not allowed");
 
@@ -276,22 +475,23 @@ export function loadConfig(env: Env = process.env): CustodyConfig {
           watch: read(env, "CUSTODY_KEY_WATCH", flag, "0"),
         };
 
-  const recipients = {
-    pinnedThumbprints: pins(env),
-    roots: roots(env),
-    allowAny: read(env, "CUSTODY_DEV_ALLOW_ANY_RECIPIENT", flag, "0"),
-  };
-  if (recipients.pinnedThumbprints.size === 0 && recipients.roots.length === 0 && !recipients.allowAny) {
+  const recipients = { pinnedThumbprints: pins(env), x5c: x5cPolicy(env), allowAny };
+  if (recipients.pinnedThumbprints.size === 0 && recipients.x5c.length === 0 && !recipients.allowAny) {
     throw new ConfigError(
-      "CUSTODY_RECIPIENT_PINS: no recipient can be allowed; set it, CUSTODY_RECIPIENT_PINS_FILE or CUSTODY_RECIPIENT_ROOTS",
+      "CUSTODY_RECIPIENT_PINS: no recipient can be allowed; set it, CUSTODY_RECIPIENT_PINS_FILE or CUSTODY_RECIPIENT_X5C_POLICY",
     );
   }
 
   return {
-    listen: { host: listen[1]!.replace(/^\[|\]$/g, ""), port },
+    env: mode,
+    listen: { host, port },
     ...(tls ? { tls } : {}),
     devPlaintext,
-    callers: { reencrypt, health: identities(env, "CUSTODY_ALLOW_HEALTH", "*") },
+    connection: {
+      maxAgeMs: read(env, "CUSTODY_MAX_CONNECTION_AGE_MS", positiveInt, "600000"),
+      maxAgeGraceMs: read(env, "CUSTODY_MAX_CONNECTION_AGE_GRACE_MS", positiveInt, "30000"),
+    },
+    callers: { reencrypt, health: identities(env, "CUSTODY_ALLOW_HEALTH", mode, "*") },
     keyStore,
     recipients,
     limits: {

@@ -3,8 +3,9 @@
  * the gRPC status it maps to. Messages describe what the caller must fix and never contain input
  * values: they are returned to callers and written to the audit log as they are.
  *
- * Errors of the crypto core (src/crypto/errors.ts) are mapped here too, so this module is the single
- * table an auditor reads to see what a caller can learn.
+ * Errors of the crypto core (src/crypto/errors.ts) and of the key stores (src/keystore/errors.ts) know
+ * no transport; they are mapped here by their stable codes, so this module is the single table an
+ * auditor reads to see what a caller can learn.
  */
 import { status } from "@grpc/grpc-js";
 import {
@@ -16,6 +17,7 @@ import {
   JweTooLargeError,
   KnotJwkError,
 } from "../crypto/errors.js";
+import { KeyStoreError, KeyStoreUnavailableError } from "../keystore/errors.js";
 
 export abstract class CustodyError extends Error {
   abstract readonly code: string;
@@ -89,16 +91,22 @@ export class CallerNotAllowedError extends CustodyError {
   readonly grpcStatus = status.PERMISSION_DENIED;
 }
 
+/** The client certificate does not carry exactly one usable identity (in production: one SPIFFE ID). */
+export class CallerIdentityInvalidError extends CustodyError {
+  readonly code = "CALLER_IDENTITY_INVALID";
+  readonly grpcStatus = status.PERMISSION_DENIED;
+}
+
+/** The client certificate was valid at the handshake but has expired since; reconnect with a new one. */
+export class CallerCertificateExpiredError extends CustodyError {
+  readonly code = "CALLER_CERTIFICATE_EXPIRED";
+  readonly grpcStatus = status.UNAUTHENTICATED;
+}
+
 /** Per-caller rate or concurrency limit reached; retry later with backoff. */
 export class OverloadedError extends CustodyError {
   readonly code = "OVERLOADED";
   readonly grpcStatus = status.RESOURCE_EXHAUSTED;
-}
-
-/** The key store (e.g. the HSM) cannot be reached right now; retry later. */
-export class KeyStoreUnavailableError extends CustodyError {
-  readonly code = "KEYSTORE_UNAVAILABLE";
-  readonly grpcStatus = status.UNAVAILABLE;
 }
 
 /** The caller's deadline passed before the work finished. */
@@ -116,13 +124,15 @@ export class InternalError extends CustodyError {
   }
 }
 
-const CRYPTO_STATUS: ReadonlyMap<string, status> = new Map([
+const DOMAIN_STATUS: ReadonlyMap<string, status> = new Map([
   [new JweMalformedError("").code, status.INVALID_ARGUMENT],
   [new JweTooLargeError("").code, status.INVALID_ARGUMENT],
   [new JweHeaderUnsupportedError("").code, status.INVALID_ARGUMENT],
   [new JweDecryptError().code, status.INVALID_ARGUMENT],
   [new KnotJwkError("").code, status.INVALID_ARGUMENT],
   [new FingerprintError("").code, status.INVALID_ARGUMENT],
+  // The key store (e.g. the HSM) cannot be reached right now; retry later.
+  [new KeyStoreUnavailableError("").code, status.UNAVAILABLE],
 ]);
 
 export interface GrpcFailure {
@@ -135,8 +145,8 @@ export interface GrpcFailure {
 export function toGrpcFailure(err: unknown): GrpcFailure {
   if (err instanceof CustodyError)
     return { grpcStatus: err.grpcStatus, code: err.code, message: err.message };
-  if (err instanceof CryptoError) {
-    const grpcStatus = CRYPTO_STATUS.get(err.code);
+  if (err instanceof CryptoError || err instanceof KeyStoreError) {
+    const grpcStatus = DOMAIN_STATUS.get(err.code);
     if (grpcStatus !== undefined) return { grpcStatus, code: err.code, message: err.message };
   }
   const internal = new InternalError();

@@ -10,7 +10,7 @@ import {
   status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { type CallerIdentity, type IdentityMatcher, isAllowed } from "./caller-identity.js";
+import { type IdentityMatcher, matchingEntry, type PeerIdentity } from "./caller-identity.js";
 
 export const CUSTODY_SERVICE_NAME = "custody.v1.CardCustody";
 type ServingStatus = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
@@ -46,28 +46,35 @@ export class HealthState {
     allowed: readonly IdentityMatcher[] | "any",
     callerOf: (
       call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
-    ) => CallerIdentity | undefined,
+    ) => PeerIdentity,
     skipCallerCheck: boolean,
   ): UntypedServiceImplementation {
-    const permitted = (call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>) => {
-      if (skipCallerCheck) return true;
-      const identity = callerOf(call);
-      return identity !== undefined && (allowed === "any" || isAllowed(identity, allowed));
+    /** Undefined when the call may proceed, else the status to end it with. */
+    const refusal = (
+      call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
+    ): { code: status; details: string } | undefined => {
+      if (skipCallerCheck) return undefined;
+      const peer = callerOf(call);
+      if (!peer.ok) return { code: peer.error.grpcStatus, details: peer.error.message };
+      if (allowed !== "any" && !matchingEntry(peer.identity, allowed))
+        return { code: status.PERMISSION_DENIED, details: "caller not allowed" };
+      return undefined;
     };
     return {
       Check: (
         call: ServerUnaryCall<HealthRequest, HealthResponse>,
         callback: sendUnaryData<HealthResponse>,
       ) => {
-        if (!permitted(call))
-          return callback({ code: status.PERMISSION_DENIED, details: "caller not allowed" });
+        const refused = refusal(call);
+        if (refused) return callback(refused);
         const current = this.statusOf(call.request.service);
         if (current === undefined) return callback({ code: status.NOT_FOUND, details: "unknown service" });
         callback(null, { status: current });
       },
       Watch: (call: ServerWritableStream<HealthRequest, HealthResponse>) => {
-        if (!permitted(call)) {
-          call.emit("error", { code: status.PERMISSION_DENIED, details: "caller not allowed" });
+        const refused = refusal(call);
+        if (refused) {
+          call.emit("error", refused);
           return;
         }
         call.write({ status: this.statusOf(call.request.service) ?? "SERVICE_UNKNOWN" });

@@ -1,5 +1,5 @@
 /**
- * `custody` entry point: configuration from the environment, SIGHUP reloads keys, SIGTERM/SIGINT drain
+ * `custody` entry point: configuration from the environment, SIGHUP reloads keys and client CRLs, SIGTERM/SIGINT drain
  * and exit. `--help` lists the configuration variables.
  */
 
@@ -25,6 +25,7 @@ const logger = createLogger(config.logLevel);
 try {
   const custody = await startCustody(config, { logger });
   process.on("SIGHUP", () => {
+    custody.reloadCrl();
     custody.reload().catch(() => undefined);
   });
   const stop = (signal: string) => {

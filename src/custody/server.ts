@@ -7,53 +7,46 @@ import { type FSWatcher, watch } from "node:fs";
 import { TLSSocket } from "node:tls";
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { FileKeyStore } from "../keystore/file/file-key-store.js";
-import { Pkcs11KeyStore } from "../keystore/pkcs11/pkcs11-key-store.js";
+import type { ManagedKeyStore, ReloadResult } from "../keystore/key-store.js";
 import { loadCustodyProto, loadHealthProto } from "../shared/proto.js";
-import { type CallerIdentity, identityFromCertificate } from "./caller-identity.js";
+import {
+  type CustodyMode,
+  currentIdentity,
+  identityFromCertificate,
+  type PeerIdentity,
+} from "./caller-identity.js";
 import { CallerLimits } from "./caller-limits.js";
-import type { CustodyConfig, KeyStoreConfig } from "./config.js";
+import { type CustodyConfig, loadClientCrls } from "./config.js";
 import { HealthState } from "./health.js";
-import { fileKeySource, type KeySource, pkcs11KeySource, type ReloadResult } from "./key-source.js";
+import { openKeyStore } from "./open-key-store.js";
 import { RecipientPolicy } from "./recipient-policy.js";
 import { Reencryptor } from "./reencryptor.js";
 import { reencryptHandler } from "./service.js";
-import { mutualTlsCredentials } from "./tls.js";
+import { type MutualTlsCredentials, mutualTlsCredentials } from "./tls.js";
 
 export interface RunningCustody {
   readonly port: number;
   readonly health: HealthState;
-  readonly keys: KeySource;
+  readonly keys: ManagedKeyStore;
   /** Reloads the key set; on failure logs why, keeps the previous set and rejects. */
   reload(): Promise<ReloadResult>;
+  /** Re-reads the client CRL files for later handshakes; on failure logs why and keeps the previous ones. */
+  reloadCrl(): void;
   /** Stops accepting calls, lets in-flight ones finish for up to `graceMs`, then closes everything. */
   shutdown(graceMs?: number): Promise<void>;
-}
-
-export async function openKeySource(config: KeyStoreConfig, logger?: Logger): Promise<KeySource> {
-  switch (config.kind) {
-    case "pkcs11":
-      return pkcs11KeySource(await Pkcs11KeyStore.open(config.pkcs11, logger));
-    case "file":
-      return fileKeySource(
-        FileKeyStore.open({
-          dir: config.dir,
-          ...(config.passphraseFile ? { passphraseFile: config.passphraseFile } : {}),
-        }),
-      );
-  }
 }
 
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
 
 /**
  * grpc-js's getAuthContext() runs TLSSocket.getPeerCertificate() — a full certificate-to-object
- * conversion — on every call; measured at a sizeable share of the main thread under load. The identity
- * cannot change within one TLS connection (TLS 1.3 has no renegotiation), so it is computed once per socket. Reaching the socket goes
- * through grpc-js internals; when that path is not there (another grpc-js version), every call takes
- * the public, uncached route.
+ * conversion — on every call; measured at a sizeable share of the main thread under load. The
+ * certificate cannot change within one TLS connection (TLS 1.3 has no renegotiation), so it is read once
+ * per socket; what can change is the clock, so every call re-checks the certificate's expiry
+ * (`currentIdentity`). Reaching the socket goes through grpc-js internals; when that path is not there
+ * (another grpc-js version), every call takes the public, uncached route.
  */
-const identityBySocket = new WeakMap<TLSSocket, CallerIdentity | undefined>();
+const identityBySocket = new WeakMap<TLSSocket, PeerIdentity>();
 
 interface InternalCall {
   nextCall?: InternalCall;
@@ -68,20 +61,24 @@ function tlsSocketOf(call: AnyCall): TLSSocket | undefined {
   return socket instanceof TLSSocket && socket.authorized ? socket : undefined;
 }
 
-function callerOf(call: AnyCall): CallerIdentity | undefined {
-  const socket = tlsSocketOf(call);
-  if (socket && identityBySocket.has(socket)) return identityBySocket.get(socket);
-  const identity = identityFromCertificate(call.getAuthContext()?.sslPeerCertificate);
-  if (socket) identityBySocket.set(socket, identity);
-  return identity;
+function callerResolver(mode: CustodyMode) {
+  return (call: AnyCall): PeerIdentity => {
+    const socket = tlsSocketOf(call);
+    let peer = socket ? identityBySocket.get(socket) : undefined;
+    if (!peer) {
+      peer = identityFromCertificate(call.getAuthContext()?.sslPeerCertificate, mode);
+      if (socket) identityBySocket.set(socket, peer);
+    }
+    return currentIdentity(peer, Date.now());
+  };
 }
 
 export async function startCustody(
   config: CustodyConfig,
-  opts: { logger: Logger; keys?: KeySource },
+  opts: { logger: Logger; keys?: ManagedKeyStore },
 ): Promise<RunningCustody> {
   const { logger } = opts;
-  const keys = opts.keys ?? (await openKeySource(config.keyStore, logger));
+  const keys = opts.keys ?? (await openKeyStore(config.keyStore, logger));
   const reencryptor = new Reencryptor({ workers: config.workers, maxQueue: config.limits.maxQueue });
   await reencryptor.warmUp();
   const health = new HealthState();
@@ -90,7 +87,12 @@ export async function startCustody(
     "grpc.max_send_message_length": 1024 * 1024,
     // Connections are long-lived (the gateway keeps one channel); bound what one client can open at once.
     "grpc.max_concurrent_streams": config.limits.maxInFlightPerCaller,
+    // ... and how long: a client re-handshakes at least this often, so a revoked (CRL) or replaced
+    // certificate stops working within this age even on a channel that never goes idle.
+    "grpc.max_connection_age_ms": config.connection.maxAgeMs,
+    "grpc.max_connection_age_grace_ms": config.connection.maxAgeGraceMs,
   });
+  const callerOf = callerResolver(config.env);
 
   const skipCallerCheck = config.devPlaintext;
   const proto = loadCustodyProto();
@@ -117,8 +119,10 @@ export async function startCustody(
   );
 
   let credentials: ServerCredentials;
+  let tlsCredentials: MutualTlsCredentials | undefined;
   if (config.tls) {
-    credentials = mutualTlsCredentials(config.tls);
+    tlsCredentials = mutualTlsCredentials(config.tls);
+    credentials = tlsCredentials;
   } else {
     logger.warn(
       "DEV MODE: CUSTODY_DEV_PLAINTEXT is set: listening WITHOUT TLS and WITHOUT caller checks. Never in production.",
@@ -147,6 +151,19 @@ export async function startCustody(
     }
   };
 
+  const reloadCrl = () => {
+    if (!config.tls || !tlsCredentials || config.tls.crlFiles.length === 0) return;
+    try {
+      tlsCredentials.setCrl(loadClientCrls(config.tls.crlFiles, config.tls.clientCa, new Date()));
+      logger.info({ files: config.tls.crlFiles.length }, "client CRLs reloaded");
+    } catch (err) {
+      logger.error(
+        { reason: err instanceof Error ? err.message : String(err) },
+        "client CRL reload failed; keeping the previous CRLs",
+      );
+    }
+  };
+
   let watcher: FSWatcher | undefined;
   if (config.keyStore.kind === "file" && config.keyStore.watch) {
     let timer: NodeJS.Timeout | undefined;
@@ -164,7 +181,14 @@ export async function startCustody(
     if (!stoppingHealth) health.set(up);
   });
   logger.info(
-    { port, workers: reencryptor.workers, keys: keys.list().length, mtls: config.tls !== undefined },
+    {
+      port,
+      env: config.env,
+      workers: reencryptor.workers,
+      keys: keys.list().length,
+      mtls: config.tls !== undefined,
+      client_crls: config.tls?.crlFiles.length ?? 0,
+    },
     "custody listening",
   );
 
@@ -194,5 +218,5 @@ export async function startCustody(
     return stopping;
   };
 
-  return { port, health, keys, reload, shutdown };
+  return { port, health, keys, reload, reloadCrl, shutdown };
 }

@@ -9,10 +9,11 @@ import type { Logger } from "pino";
 import { normalizeFingerprint } from "../crypto/fingerprint.js";
 import { parseCompactJwe } from "../crypto/jwe-decrypt.js";
 import { cachedKnotJwkParser, type KnotRecipient } from "../crypto/knot-jwk.js";
+import type { KeyStore } from "../keystore/key-store.js";
 import type { ReencryptForKnotRequest__Output } from "../shared/generated/custody/v1/ReencryptForKnotRequest.js";
 import type { ReencryptForKnotResponse } from "../shared/generated/custody/v1/ReencryptForKnotResponse.js";
 import { type AuditRecord, audit } from "./audit.js";
-import { type CallerIdentity, type IdentityMatcher, isAllowed } from "./caller-identity.js";
+import { type IdentityMatcher, matcherText, matchingEntry, type PeerIdentity } from "./caller-identity.js";
 import type { CallerLimits } from "./caller-limits.js";
 import { parseKnotUser } from "./card/knot-user.js";
 import {
@@ -26,7 +27,6 @@ import {
   RequestInvalidError,
   toGrpcFailure,
 } from "./errors.js";
-import type { KeySource } from "./key-source.js";
 import type { RecipientPolicy } from "./recipient-policy.js";
 import type { Reencryptor } from "./reencryptor.js";
 import { failureMetadata } from "./status-details.js";
@@ -34,15 +34,15 @@ import { failureMetadata } from "./status-details.js";
 const REQUEST_ID = /^[A-Za-z0-9._:/-]{1,128}$/;
 
 export interface ServiceDeps {
-  readonly keys: KeySource;
+  readonly keys: KeyStore;
   readonly reencryptor: Reencryptor;
   readonly policy: RecipientPolicy;
   readonly limits: CallerLimits;
   readonly allowed: readonly IdentityMatcher[];
   readonly defaultDeadlineMs: number;
   readonly logger: Logger;
-  /** Resolves the caller from the call's TLS peer; undefined when the transport has none. */
-  readonly callerOf: (call: ServerUnaryCall<unknown, unknown>) => CallerIdentity | undefined;
+  /** Resolves the caller from the call's TLS peer certificate, as of now. */
+  readonly callerOf: (call: ServerUnaryCall<unknown, unknown>) => PeerIdentity;
   /** Dev plaintext mode: no certificate, so no caller check (logged at start-up). */
   readonly skipCallerCheck: boolean;
   readonly clock?: () => Date;
@@ -68,17 +68,21 @@ export function reencryptHandler(deps: ServiceDeps) {
     callback: sendUnaryData<ReencryptForKnotResponse>,
   ): Promise<void> => {
     const started = performance.now();
-    const identity = deps.skipCallerCheck ? undefined : deps.callerOf(call);
+    const peer = deps.skipCallerCheck ? undefined : deps.callerOf(call);
     const record: { -readonly [K in keyof AuditRecord]: AuditRecord[K] } = {
-      caller: deps.skipCallerCheck ? "(dev plaintext)" : (identity?.display ?? "(none)"),
+      caller: peer === undefined ? "(dev plaintext)" : peer.ok ? peer.identity.display : peer.display,
       outcome: "OK",
       grpc_status: status.OK,
       duration_ms: 0,
     };
     let release: (() => void) | undefined;
     try {
-      if (!deps.skipCallerCheck && (!identity || !isAllowed(identity, deps.allowed))) {
-        refuse(new CallerNotAllowedError("this client certificate may not call ReencryptForKnot"));
+      if (peer !== undefined) {
+        if (!peer.ok) refuse(peer.error);
+        const entry = matchingEntry(peer.identity, deps.allowed);
+        if (!entry)
+          refuse(new CallerNotAllowedError("this client certificate may not call ReencryptForKnot"));
+        record.caller_rule = matcherText(entry);
       }
       release = deps.limits.tryAcquire(record.caller);
       if (!release)
@@ -116,11 +120,17 @@ export function reencryptHandler(deps: ServiceDeps) {
       }
 
       const now = clock();
-      const decision = deps.policy.decide(recipient, now);
+      const decision = await deps.policy.decide(recipient, now);
       if (!decision.allowed) {
-        refuse(new RecipientNotAllowedError("knot_jwk is neither pinned nor certified by a configured root"));
+        record.recipient_refusal = decision.reason;
+        refuse(
+          new RecipientNotAllowedError(
+            `knot_jwk is neither pinned nor certified for Knot by a configured x5c policy (${decision.reason})`,
+          ),
+        );
       }
       record.recipient_basis = decision.basis;
+      if (decision.basis === "x5c") record.recipient_rule = decision.rule;
       if (decision.basis === "allow-any") {
         deps.logger.warn(
           { recipient_thumbprint: recipient.thumbprint },
@@ -128,20 +138,20 @@ export function reencryptHandler(deps: ServiceDeps) {
         );
       }
 
-      // One snapshot for the whole call: a reload from here on does not change the key it uses.
-      const keys = deps.keys.current();
-      const key = keys.lookup(fingerprint);
+      // Looked up once for the whole call: a reload from here on does not change the key it uses.
+      const key = deps.keys.get(fingerprint);
       if (!key) refuse(new KeyNotFoundError("no custody key has this fingerprint"));
-      record.key_fingerprint = key.fingerprint;
-      record.key_generation = keys.generation;
-      if (key.state === "disabled") refuse(new KeyDisabledError("the key with this fingerprint is disabled"));
+      record.key_fingerprint = key.info.fingerprint;
+      record.key_generation = key.generation;
+      if (key.info.state === "disabled")
+        refuse(new KeyDisabledError("the key with this fingerprint is disabled"));
 
       const deadline = callDeadline(call, deps.defaultDeadlineMs);
       if (Date.now() > deadline)
         refuse(new DeadlineExceededError("the deadline passed before custody started"));
       const result = await deps.reencryptor.run(
         { secretsJwe: req.secrets_jwe, knotJwk: req.knot_jwk, user, now: now.getTime(), deadline },
-        keys.access(key.fingerprint),
+        key,
       );
       if (!result.ok) {
         if (result.internalKind)
@@ -151,7 +161,7 @@ export function reencryptHandler(deps: ServiceDeps) {
       record.card_last4 = result.cardLast4;
       callback(null, {
         jwe: result.jwe,
-        key_fingerprint: key.fingerprint,
+        key_fingerprint: key.info.fingerprint,
         recipient_thumbprint: recipient.thumbprint,
         card_last4: result.cardLast4,
       });

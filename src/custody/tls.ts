@@ -2,15 +2,28 @@
  * Server credentials for mutual TLS: what grpc-js's `ServerCredentials.createSsl(ca, pairs,
  * checkClientCertificate = true)` sets up (client certificate requested, verified against `ca`, refused
  * otherwise — Node's `rejectUnauthorized` stays at its default, true), with TLS 1.3 as the minimum
- * version. grpc-js has no option for the version, so its options are copied into a subclass that adds it.
+ * version and the client CA's CRLs (Node sets OpenSSL's CRL_CHECK | CRL_CHECK_ALL when `crl` is given, so a
+ * listed client certificate fails the handshake). grpc-js has no option for either, so its options are
+ * copied into a subclass that adds them. A new CRL is applied to later handshakes through grpc-js's
+ * secure-context update (`http2.Server#setSecureContext`), without restarting the listener.
  */
 import type { SecureServerOptions } from "node:http2";
 import type { SecureContextOptions } from "node:tls";
 import { ServerCredentials } from "@grpc/grpc-js";
 
-class MutualTlsCredentials extends ServerCredentials {
-  constructor(constructorOptions: SecureServerOptions, contextOptions: SecureContextOptions) {
-    super(constructorOptions, contextOptions);
+export class MutualTlsCredentials extends ServerCredentials {
+  constructor(
+    constructorOptions: SecureServerOptions,
+    /** Without CRLs: each update puts the current ones on top. */
+    private readonly contextOptions: SecureContextOptions,
+    crl: readonly Buffer[],
+  ) {
+    super(constructorOptions, withCrl(contextOptions, crl));
+  }
+
+  /** Replaces the CRLs checked by handshakes from now on. */
+  setCrl(crl: readonly Buffer[]): void {
+    this.updateSecureContextOptions(withCrl(this.contextOptions, crl));
   }
 
   override _equals(other: ServerCredentials): boolean {
@@ -18,11 +31,16 @@ class MutualTlsCredentials extends ServerCredentials {
   }
 }
 
+function withCrl(options: SecureContextOptions, crl: readonly Buffer[]): SecureContextOptions {
+  return crl.length > 0 ? { ...options, crl: [...crl] } : options;
+}
+
 export function mutualTlsCredentials(tls: {
   cert: Buffer;
   key: Buffer;
   clientCa: Buffer;
-}): ServerCredentials {
+  crl?: readonly Buffer[];
+}): MutualTlsCredentials {
   const base = ServerCredentials.createSsl(
     tls.clientCa,
     [{ cert_chain: tls.cert, private_key: tls.key }],
@@ -38,5 +56,6 @@ export function mutualTlsCredentials(tls: {
     // response's small writes wait behind Nagle and the peer's delayed ACK (tens of milliseconds).
     { ...constructorOptions, requestCert: true, rejectUnauthorized: true, noDelay: true },
     { ...contextOptions, minVersion: "TLSv1.3" },
+    tls.crl ?? [],
   );
 }
