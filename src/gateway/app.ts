@@ -102,6 +102,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
     clientId: config.knot.clientId,
     clientSecret: config.knot.clientSecret,
     jwkTtlMs: config.knot.jwkTtlMs,
+    allowedOrigins: config.knot.redirectOrigins,
   });
   const sc = config.sendCard;
   const worker = new SendCardWorker({

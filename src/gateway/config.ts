@@ -47,6 +47,10 @@ export const VARIABLES: readonly VariableSpec[] = [
   },
   { name: "KNOT_IP_ALLOWLIST", help: "comma-separated addresses/CIDRs allowed to call /webhooks/knot" },
   { name: "KNOT_JWK_TTL_SECONDS", help: "how long a fetched Knot JWE key is reused (default 300)" },
+  {
+    name: "KNOT_REDIRECT_ORIGINS",
+    help: "comma-separated origins besides KNOT_BASE_URL's that Knot may redirect POST /card to (307/308)",
+  },
   { name: "CUSTODY_ADDRESS", help: "custody gRPC host:port" },
   { name: "CUSTODY_CA_FILE", help: "PEM CA that signed custody's server certificate" },
   { name: "CUSTODY_CERT_FILE", help: "PEM client certificate presented to custody (mTLS)" },
@@ -114,6 +118,32 @@ const schema = z.object({
   KNOT_WEBHOOK_VERIFY: bool.default(true),
   KNOT_IP_ALLOWLIST: allowlist.optional(),
   KNOT_JWK_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+  KNOT_REDIRECT_ORIGINS: z
+    .string()
+    .transform((text, ctx) => {
+      const origins: string[] = [];
+      for (const entry of text
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0)) {
+        let url: URL | undefined;
+        try {
+          url = new URL(entry);
+        } catch {
+          url = undefined;
+        }
+        if (!url || !/^https?:$/.test(url.protocol) || url.origin !== entry.replace(/\/$/, "")) {
+          ctx.addIssue({
+            code: "custom",
+            message: "must be comma-separated origins such as https://api.knotapi.com",
+          });
+          return z.NEVER;
+        }
+        origins.push(url.origin);
+      }
+      return origins;
+    })
+    .optional(),
   CUSTODY_ADDRESS: z.string().regex(/^[^\s:]+:\d{1,5}$/, "must be host:port"),
   CUSTODY_CA_FILE: z.string().min(1).optional(),
   CUSTODY_CERT_FILE: z.string().min(1).optional(),
@@ -161,6 +191,7 @@ export interface GatewayConfig {
     readonly verifyWebhooks: boolean;
     readonly ipAllowlist?: readonly string[];
     readonly jwkTtlMs: number;
+    readonly redirectOrigins: readonly string[];
   };
   readonly custody: { readonly address: string; readonly tls: CustodyTls | "insecure" };
   readonly sendCard: {
@@ -283,6 +314,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
       verifyWebhooks: e.KNOT_WEBHOOK_VERIFY,
       ...(e.KNOT_IP_ALLOWLIST ? { ipAllowlist: e.KNOT_IP_ALLOWLIST } : {}),
       jwkTtlMs: e.KNOT_JWK_TTL_SECONDS * 1000,
+      redirectOrigins: e.KNOT_REDIRECT_ORIGINS ?? [],
     },
     custody: { address: e.CUSTODY_ADDRESS, tls },
     sendCard: {

@@ -100,6 +100,8 @@ export class SendCardError extends Error {
     message: string,
     readonly retryable: boolean,
     readonly knotStatus?: number,
+    /** Knot's Retry-After, when it sent one with a 429 or 503. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }

@@ -1,9 +1,21 @@
 /**
- * One send-card job: card and cardholder from storage, Knot's key, custody's re-encryption, POST /card.
- * Retries only where another attempt can succeed (network, 5xx/429, custody unavailable), with full
- * jitter inside the job's deadline; INVALID_JWE means our cached key is stale, so the key is fetched
- * again once and the card re-encrypted. Any other rejection is final and recorded with Knot's code.
+ * One send-card job: card and cardholder from storage, Knot's key, custody's re-encryption, POST /card,
+ * all inside the job's deadline (Knot: "up to 15 seconds ... after receiving the AUTHENTICATED webhook").
+ *
+ * - Knot 5xx, network errors and timeouts, custody UNAVAILABLE and the like: exponential back-off with
+ *   full jitter, as long as another attempt fits before the deadline (Knot: "exponential backoff or
+ *   jitter").
+ * - Knot 429: Knot's Retry-After when it sent one and it fits in the window, else the back-off.
+ * - Knot 400 INVALID_JWE, or custody refusing the recipient key: the cached key may be stale (Knot
+ *   rotated it), so it is fetched again once and the card re-encrypted. When custody refuses the fresh
+ *   key too, that key is not pinned yet: the job fails with KNOT_KEY_NOT_PINNED, an alert metric and a
+ *   log line naming the key's RFC 7638 thumbprint so the security team can pin it.
+ * - custody refusing the card's secrets (cannot decrypt, malformed): final, and the card is marked
+ *   unusable so a differing redelivery from Dotva may replace its secrets.
+ * - any other 4xx and every final redirect: final, recorded with Knot's status and code.
  */
+import type { Logger } from "pino";
+import { rsaJwkThumbprint } from "../../crypto/fingerprint.js";
 import type { CustodyCaller } from "../custody-client.js";
 import { SendCardError } from "../errors.js";
 import type { KnotClient } from "../knot/client.js";
@@ -11,23 +23,56 @@ import type { GatewayMetrics } from "../metrics.js";
 import type { GatewayRepository, JobOutcome, SendCardJob } from "../storage/repository.js";
 import { nextRetryDelay } from "./backoff.js";
 
+export type KnotApi = Pick<KnotClient, "jwk" | "invalidateJwk" | "postCard">;
+
 export interface SendJobContext {
   readonly repo: GatewayRepository;
-  readonly knot: KnotClient;
+  readonly knot: KnotApi;
   readonly custody: CustodyCaller;
   readonly metrics: GatewayMetrics;
   readonly owner: string;
   readonly attemptTimeoutMs: number;
   readonly leaseMs: number;
   readonly backoff: { readonly baseMs: number; readonly capMs: number };
+  readonly log?: Logger;
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
+  readonly random?: () => number;
 }
 
 /** Stops the job without recording anything: another worker owns it now. */
 class LeaseLost extends Error {}
 
 const MIN_ATTEMPT_MS = 50;
+
+/** Custody reasons that say the card's secrets themselves can never be re-encrypted. */
+const UNUSABLE_SECRETS = new Set(
+  [
+    "JWE_MALFORMED",
+    "JWE_TOO_LARGE",
+    "JWE_HEADER_UNSUPPORTED",
+    "JWE_DECRYPT_FAILED",
+    "KEY_NOT_FOUND",
+    "KEY_FINGERPRINT_INVALID",
+    "SECRETS_MALFORMED",
+    "PAN_INVALID",
+    "CVV_INVALID",
+    "EXPIRY_INVALID",
+  ].map((reason) => `CUSTODY_${reason}`),
+);
+const RECIPIENT_REFUSED = "CUSTODY_RECIPIENT_NOT_ALLOWED";
+
+/** RFC 7638 thumbprint of the key Knot served, or a placeholder when it is not an RSA JWK. */
+function thumbprintOf(jwkText: string): string {
+  try {
+    const jwk = JSON.parse(jwkText) as { n?: unknown; e?: unknown };
+    if (typeof jwk.n === "string" && typeof jwk.e === "string")
+      return rsaJwkThumbprint({ n: jwk.n, e: jwk.e });
+  } catch {
+    // falls through: custody refused it for being malformed, not for being unpinned
+  }
+  return "(not an RSA JWK)";
+}
 
 export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise<JobOutcome | undefined> {
   const now = ctx.now ?? Date.now;
@@ -57,6 +102,7 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
 
   let keyRefreshed = false;
   let retry = 0;
+  let attempt = 0;
   let last: SendCardError | undefined;
   for (;;) {
     const remaining = job.deadlineAt - now();
@@ -71,16 +117,16 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
       );
     }
     // The claim itself granted a full lease; later attempts extend it first.
-    const firstAttempt = retry === 0 && !keyRefreshed;
-    if (!firstAttempt && !(await ctx.repo.renewLease(job.taskId, ctx.owner, now() + ctx.leaseMs))) {
+    if (attempt++ > 0 && !(await ctx.repo.renewLease(job.taskId, ctx.owner, now() + ctx.leaseMs))) {
       throw new LeaseLost();
     }
     // One budget for the whole attempt (key, custody, POST), shorter than the lease, so no other worker
     // can take the job over while this attempt may still reach Knot.
     const attemptEnd = Math.min(now() + ctx.attemptTimeoutMs, job.deadlineAt);
     const budget = () => Math.max(1, attemptEnd - now());
+    let knotJwk: string | undefined;
     try {
-      const knotJwk = await ctx.knot.jwk(budget());
+      knotJwk = await ctx.knot.jwk(budget());
       const out = await ctx.custody.reencrypt(
         {
           secrets_jwe: card.secretsJwe,
@@ -99,7 +145,7 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
       }
       if (res.errorCode === "INVALID_JWE" && !keyRefreshed) {
         keyRefreshed = true;
-        ctx.knot.invalidateJwk();
+        ctx.knot.invalidateJwk(knotJwk);
         ctx.metrics.sendCardRetries.inc({ reason: "invalid_jwe" });
         continue;
       }
@@ -109,15 +155,38 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
         `POST /card answered ${res.status}${res.errorCode ? ` ${res.errorCode}` : ""}`,
         retryable,
         res.status,
+        res.retryAfterMs,
       );
     } catch (error) {
       if (!(error instanceof SendCardError)) throw error;
+      if (error.code === RECIPIENT_REFUSED && knotJwk !== undefined) {
+        if (!keyRefreshed) {
+          // Knot may have rotated since the key was cached: ask Knot again before the TTL runs out.
+          keyRefreshed = true;
+          ctx.knot.invalidateJwk(knotJwk);
+          ctx.metrics.sendCardRetries.inc({ reason: "recipient_refused" });
+          continue;
+        }
+        const thumbprint = thumbprintOf(knotJwk);
+        ctx.metrics.knotKeyNotPinned.inc();
+        ctx.log?.error(
+          { taskId: job.taskId, knotKeyThumbprint: thumbprint },
+          "custody refuses Knot's current JWE key: it is not pinned; pin this RFC 7638 thumbprint in custody",
+        );
+        return fail(
+          new SendCardError(
+            "KNOT_KEY_NOT_PINNED",
+            `custody refuses Knot's current key (RFC 7638 thumbprint ${thumbprint}); the security team must pin it in custody`,
+            false,
+          ),
+        );
+      }
+      if (UNUSABLE_SECRETS.has(error.code)) {
+        await ctx.repo.markCardUnusable(card.cardUuid, error.code.slice("CUSTODY_".length));
+      }
       if (!error.retryable) return fail(error);
       last = error;
-      const delay = nextRetryDelay(retry, now(), job.deadlineAt, {
-        ...ctx.backoff,
-        minAttemptMs: MIN_ATTEMPT_MS,
-      });
+      const delay = retryDelay(error, retry, now(), job.deadlineAt, ctx);
       if (delay === undefined) {
         return fail(
           new SendCardError(
@@ -133,6 +202,20 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
       await sleep(delay);
     }
   }
+}
+
+/** Knot's Retry-After when given (and it fits before the deadline), otherwise full-jitter back-off. */
+function retryDelay(
+  error: SendCardError,
+  retry: number,
+  now: number,
+  deadlineAt: number,
+  ctx: SendJobContext,
+): number | undefined {
+  if (error.retryAfterMs !== undefined) {
+    return now + error.retryAfterMs + MIN_ATTEMPT_MS <= deadlineAt ? error.retryAfterMs : undefined;
+  }
+  return nextRetryDelay(retry, now, deadlineAt, { ...ctx.backoff, minAttemptMs: MIN_ATTEMPT_MS }, ctx.random);
 }
 
 export function isLeaseLost(error: unknown): boolean {
