@@ -51,7 +51,7 @@ function harness(o: { posts?: Step[]; custody?: (string | undefined)[]; keys?: s
       const reason = custodyFaults.shift();
       if (reason) throw new SendCardError(`CUSTODY_${reason}`, `custody refused: ${reason}`, false);
       return {
-        jwe: `jwe-for-${req.knot_jwk.length}`,
+        jwe: `jwe-for-${(req.knot_jwk ?? "").length}`,
         key_fingerprint: "",
         recipient_thumbprint: "",
         card_last4: "4242",
