@@ -33,6 +33,8 @@ import type { GatewayRepository } from "./storage/repository.js";
 const BODY_LIMIT = 64 * 1024;
 
 export interface RunningGateway {
+  /** The partner-facing Fastify instance (tests drive it with inject()). */
+  readonly app: FastifyInstance;
   readonly url: string;
   readonly internalUrl: string;
   readonly repo: GatewayRepository;
@@ -148,6 +150,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
 
   let closed = false;
   return {
+    app: pub,
     url,
     internalUrl,
     repo,

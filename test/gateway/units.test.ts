@@ -1,5 +1,8 @@
 /** Pure pieces of the gateway: backoff schedule, Knot's signature string, configuration validation. */
 import { createHmac } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { helpText, loadConfig, VARIABLES } from "../../src/gateway/config.js";
 import { signatureBase, verifyKnotSignature } from "../../src/gateway/knot/signature.js";
@@ -73,6 +76,36 @@ describe("configuration", () => {
     );
     expect(error({ ...base, GATEWAY_ENV: "production" })).toMatch(/^CUSTODY_INSECURE/);
     expect(loadConfig({ ...base, KNOT_WEBHOOK_VERIFY: "false" }).knot.verifyWebhooks).toBe(false);
+  });
+  it("production accepts an IP allow-list as Dotva's only sender check (no header Dotva does not send)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "gw-cfg-"));
+    const pem = join(dir, "x.pem");
+    writeFileSync(pem, "placeholder");
+    const prod = {
+      ...base,
+      GATEWAY_ENV: "production",
+      CUSTODY_INSECURE: undefined,
+      CUSTODY_CA_FILE: pem,
+      CUSTODY_CERT_FILE: pem,
+      CUSTODY_KEY_FILE: pem,
+      DOTVA_SHARED_SECRET: undefined,
+      DOTVA_HMAC_SECRET: undefined,
+    };
+    expect(error(prod)).toMatch(/^DOTVA_SHARED_SECRET: production needs at least one Dotva sender check/);
+    const cfg = loadConfig({ ...prod, DOTVA_IP_ALLOWLIST: "198.51.100.0/24" });
+    expect(cfg.dotva).toEqual({ ipAllowlist: ["198.51.100.0/24"] });
+  });
+  it("KNOT_REDIRECT_ORIGINS takes origins only", () => {
+    expect(
+      loadConfig({ ...base, KNOT_REDIRECT_ORIGINS: "https://a.knotapi.com, https://b.knotapi.com/" }).knot
+        .redirectOrigins,
+    ).toEqual(["https://a.knotapi.com", "https://b.knotapi.com"]);
+    expect(error({ ...base, KNOT_REDIRECT_ORIGINS: "https://a.knotapi.com/card" })).toMatch(
+      /^KNOT_REDIRECT_ORIGINS: /,
+    );
+    expect(error({ ...base, KNOT_REDIRECT_ORIGINS: "ftp://a.knotapi.com" })).toMatch(
+      /^KNOT_REDIRECT_ORIGINS: /,
+    );
   });
   it("--help lists every variable", () => {
     for (const v of VARIABLES) expect(helpText()).toContain(v.name);

@@ -71,8 +71,11 @@ export function isDocumentedFailureReason(reason: string): reason is CardFailedR
 const text = z.string().max(512);
 const merchant = z.object({ id: partnerId, name: text.optional() });
 
-/** What every Knot webhook is read as; each member is optional because not every event has it. */
-export const knotEventSchema = z.object({
+/**
+ * What every Knot webhook is read as; each member is optional because not every event has it. Loose:
+ * members of one event (e.g. UPDATED_TRANSACTIONS_AVAILABLE's `updated`) reach that event's schema.
+ */
+export const knotEventSchema = z.looseObject({
   event: z.string().min(1).max(200),
   session_id: text.optional(),
   task_id: decimalTaskId.optional(),
