@@ -203,26 +203,6 @@ export function issueClientFiles(
   return { ...writeKeyPair(dir, name, cert, pair.privateKey), serialNumber: cert.serialNumber };
 }
 
-/** An end-entity certificate for `publicKey`, as base64 DER (the form JWK x5c entries take). */
-export function issueLeafDer(
-  issuer: Issuer,
-  publicKey: KeyObject,
-  cn: string,
-  notBefore: Date,
-  notAfter: Date,
-): string {
-  const cert = makeCert({
-    cn,
-    publicKey,
-    issuer,
-    signingKey: issuer.key,
-    notBefore,
-    notAfter,
-    usage: "server",
-  });
-  return forge.util.encode64(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes());
-}
-
 export function certificatePem(cert: forge.pki.Certificate): string {
   return forge.pki.certificateToPem(cert);
 }

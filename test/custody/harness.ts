@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { credentials, type Metadata, type ServiceError } from "@grpc/grpc-js";
 import { CompactEncrypt } from "jose";
-import { type DevPki, GATEWAY_SPIFFE, makeDevPki } from "../../scripts/dev-pki.js";
+import { type CertPaths, type DevPki, GATEWAY_SPIFFE, makeDevPki } from "../../scripts/dev-pki.js";
 import { createLogger } from "../../src/custody/audit.js";
 import { loadConfig } from "../../src/custody/config.js";
 import type { KeySource } from "../../src/custody/key-source.js";
@@ -81,17 +81,22 @@ export type Who = "gateway" | "intruder" | "expired" | "wrongCa" | "none";
 const custodyProto = loadCustodyProto();
 const healthProto = loadHealthProto();
 
-function channelCredentials(pki: DevPki, who: Who) {
+/** A client presents one of the dev PKI's certificates, none, or a certificate a test minted. */
+function channelCredentials(pki: DevPki, who: Who | CertPaths) {
   const ca = readFileSync(pki.caCert);
   if (who === "none") return credentials.createSsl(ca);
-  const pair = pki[who];
+  const pair = typeof who === "string" ? pki[who] : who;
   return credentials.createSsl(ca, readFileSync(pair.key), readFileSync(pair.cert));
 }
 
 // Connect to the IP, verify the server certificate's DNS name (Node warns about IPs as TLS server names).
 const CHANNEL_OPTIONS = { "grpc.ssl_target_name_override": "localhost" };
 
-export function custodyClient(port: number, pki: DevPki, who: Who = "gateway"): CardCustodyClient {
+export function custodyClient(
+  port: number,
+  pki: DevPki,
+  who: Who | CertPaths = "gateway",
+): CardCustodyClient {
   return new custodyProto.custody.v1.CardCustody(
     `127.0.0.1:${port}`,
     channelCredentials(pki, who),
@@ -99,7 +104,7 @@ export function custodyClient(port: number, pki: DevPki, who: Who = "gateway"): 
   );
 }
 
-export function healthClient(port: number, pki: DevPki, who: Who = "gateway") {
+export function healthClient(port: number, pki: DevPki, who: Who | CertPaths = "gateway") {
   return new healthProto.grpc.health.v1.Health(
     `127.0.0.1:${port}`,
     channelCredentials(pki, who),

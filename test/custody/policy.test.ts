@@ -1,13 +1,15 @@
 /**
- * Recipient policy through the service (x5c chains to a configured root; the development allow-any
- * mode, logged on every call) and per-caller overload.
+ * Recipient policy through the service (x5c chains bound by CUSTODY_RECIPIENT_X5C_POLICY to Knot's leaf;
+ * the development allow-any mode, logged on every call) and per-caller overload.
  */
+
+import type { KeyObject } from "node:crypto";
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { credentials, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { certificateDer, issueLeafDer, makeCa } from "../../scripts/dev-pki.js";
+import { certificateDer, type Issuer, issueCertificate, makeCa } from "../../scripts/dev-pki.js";
 import { fingerprintForms } from "../../src/crypto/fingerprint.js";
 import type { RunningCustody } from "../../src/custody/server.js";
 import { generateKeyFile } from "../../src/keytool/key-files.js";
@@ -29,6 +31,26 @@ import { STORE_FACTORIES } from "./stores.js";
 const DAY = 86_400_000;
 const now = Date.now();
 const valid: [Date, Date] = [new Date(now - DAY), new Date(now + 30 * DAY)];
+const KNOT_DNS = "jwe.knot.test";
+
+/** A Knot encryption leaf as base64 DER; `keyUsage` overrides digitalSignature + keyEncipherment. */
+function knotLeaf(
+  issuer: Issuer,
+  publicKey: KeyObject,
+  [notBefore, notAfter]: [Date, Date] = valid,
+  keyUsage?: { digitalSignature?: boolean; keyEncipherment?: boolean },
+): string {
+  return certificateDer(
+    issueCertificate(issuer, {
+      cn: "knot encryption",
+      publicKey,
+      notBefore,
+      notAfter,
+      altNames: [{ type: 2, value: KNOT_DNS }],
+      ...(keyUsage ? { keyUsage } : {}),
+    }),
+  );
+}
 
 describe("recipient policy and limits", () => {
   const pki = testPki();
@@ -52,18 +74,20 @@ describe("recipient policy and limits", () => {
 
   beforeAll(async () => {
     const dir = tempDir("policy");
-    const rootsFile = join(dir, "knot-roots.pem");
-    writeFileSync(rootsFile, root.pem);
+    writeFileSync(join(dir, "knot-root.pem"), root.pem);
+    const policyFile = join(dir, "x5c-policy.json");
+    writeFileSync(policyFile, JSON.stringify({ entries: [{ root: "knot-root.pem", leaf_dns: KNOT_DNS }] }));
     const keys = () =>
       STORE_FACTORIES[0]!.create(tempDir("policy-keys"), [
         { name: "d", privateKey: dotva.privateKey, state: "active" },
       ]);
     x5cServer = await startTestCustody(
-      baseEnv(pki, { CUSTODY_RECIPIENT_PINS: "", CUSTODY_RECIPIENT_ROOTS: rootsFile }),
+      baseEnv(pki, { CUSTODY_RECIPIENT_PINS: "", CUSTODY_RECIPIENT_X5C_POLICY: policyFile }),
       (await keys()).source,
     );
     devServer = await startTestCustody(
       baseEnv(pki, {
+        CUSTODY_ENV: "development",
         CUSTODY_RECIPIENT_PINS: "",
         CUSTODY_DEV_ALLOW_ANY_RECIPIENT: "1",
         CUSTODY_RATE_PER_SECOND: "1",
@@ -77,35 +101,54 @@ describe("recipient policy and limits", () => {
     await Promise.all(servers.map((s) => s.shutdown(2000)));
   });
 
-  it("accepts a Knot key whose x5c chains to a configured root, with or without the root in the chain", async () => {
+  it("accepts a Knot key whose x5c is Knot's leaf under the configured root, with or without the root in the chain", async () => {
     const client = custodyClient(x5cServer.custody.port, pki);
-    const leaf = issueLeafDer(root, knot.publicKey, "knot", ...valid);
+    const leaf = knotLeaf(root, knot.publicKey);
     for (const x5c of [[leaf], [leaf, certificateDer(root.cert)]]) {
       const out = await reencrypt(client, await request(jwkWith(x5c), "x5c-ok"));
       expect(out.ok ? "ok" : out.reason).toBe("ok");
     }
-    expect(x5cServer.log.audits().at(-1)).toMatchObject({ outcome: "OK", recipient_basis: "x5c" });
+    expect(x5cServer.log.audits().at(-1)).toMatchObject({
+      outcome: "OK",
+      recipient_basis: "x5c",
+      recipient_rule: `knot-root.pem -> dns:${KNOT_DNS}`,
+    });
     client.close();
   });
 
   it.each([
-    ["has no x5c", () => undefined],
-    ["has an x5c leaf for another key", () => [issueLeafDer(root, rsaKeyPair().publicKey, "knot", ...valid)]],
+    ["has no x5c", () => undefined, "NOT_PINNED"],
+    ["has an x5c leaf for another key", () => [knotLeaf(root, rsaKeyPair().publicKey)], "LEAF_KEY_MISMATCH"],
     [
       "has an expired leaf",
-      () => [issueLeafDer(root, knot.publicKey, "knot", new Date(now - 10 * DAY), new Date(now - DAY))],
+      () => [knotLeaf(root, knot.publicKey, [new Date(now - 10 * DAY), new Date(now - DAY)])],
+      "CERTIFICATE_NOT_VALID_NOW",
     ],
-    ["has a leaf from another root", () => [issueLeafDer(otherRoot, knot.publicKey, "knot", ...valid)]],
-    ["claims the root itself as its chain", () => [certificateDer(root.cert)]],
-  ])("refuses a Knot key that %s: PERMISSION_DENIED RECIPIENT_NOT_ALLOWED", async (_what, x5c) => {
-    const client = custodyClient(x5cServer.custody.port, pki);
-    const out = await reencrypt(client, await request(jwkWith(x5c())));
-    client.close();
-    expect(out.ok ? "ok" : [out.code, out.reason]).toEqual([
-      status.PERMISSION_DENIED,
-      "RECIPIENT_NOT_ALLOWED",
-    ]);
-  });
+    ["has a leaf from another root", () => [knotLeaf(otherRoot, knot.publicKey)], "UNTRUSTED_ROOT"],
+    ["claims the root itself as its chain", () => [certificateDer(root.cert)], "LEAF_KEY_MISMATCH"],
+    [
+      "has a signing-only leaf under the root (the review's probe)",
+      () => [knotLeaf(root, knot.publicKey, valid, { digitalSignature: true })],
+      "LEAF_KEY_USAGE",
+    ],
+  ])(
+    "refuses a Knot key that %s: PERMISSION_DENIED RECIPIENT_NOT_ALLOWED, the audit line says why",
+    async (what, x5c, why) => {
+      const client = custodyClient(x5cServer.custody.port, pki);
+      const id = `x5c-${what.replace(/[^a-z]+/g, "-").slice(0, 100)}`;
+      const out = await reencrypt(client, await request(jwkWith(x5c()), id));
+      client.close();
+      expect(out.ok ? "ok" : [out.code, out.reason]).toEqual([
+        status.PERMISSION_DENIED,
+        "RECIPIENT_NOT_ALLOWED",
+      ]);
+      expect(out.ok ? "" : out.details).toContain(`(${why})`);
+      expect(x5cServer.log.audits().find((a) => a.request_id === id)).toMatchObject({
+        outcome: "RECIPIENT_NOT_ALLOWED",
+        recipient_refusal: why,
+      });
+    },
+  );
 
   it("in the development allow-any mode, accepts any key and logs a warning on every call; overload is RESOURCE_EXHAUSTED", async () => {
     const client = custodyClient(devServer.custody.port, pki);
@@ -130,7 +173,10 @@ describe("recipient policy and limits", () => {
     const keys = await STORE_FACTORIES[0]!.create(tempDir("plain-keys"), [
       { name: "d", privateKey: dotva.privateKey, state: "active" },
     ]);
-    const plain = await startTestCustody({ ...noTls, CUSTODY_DEV_PLAINTEXT: "1" }, keys.source);
+    const plain = await startTestCustody(
+      { ...noTls, CUSTODY_ENV: "development", CUSTODY_DEV_PLAINTEXT: "1" },
+      keys.source,
+    );
     const target = `127.0.0.1:${plain.custody.port}`;
     const client = new (loadCustodyProto().custody.v1.CardCustody)(target, credentials.createInsecure());
     const knotJwk = readFileSync(pki.knotJwk, "utf8");
@@ -161,7 +207,12 @@ describe("recipient policy and limits", () => {
     const dir = tempDir("watched-keys");
     generateKeyFile({ dir, name: "first", bits: 2048, state: "active" });
     const watched = await startTestCustody(
-      baseEnv(pki, { CUSTODY_KEY_DIR: dir, CUSTODY_KEY_WATCH: "1", CUSTODY_DEV_ALLOW_ANY_RECIPIENT: "1" }),
+      baseEnv(pki, {
+        CUSTODY_ENV: "development",
+        CUSTODY_KEY_DIR: dir,
+        CUSTODY_KEY_WATCH: "1",
+        CUSTODY_DEV_ALLOW_ANY_RECIPIENT: "1",
+      }),
     );
     servers.push(watched.custody);
     const added = generateKeyFile({ dir, name: "second", bits: 2048, state: "active" });

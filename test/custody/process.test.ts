@@ -108,6 +108,52 @@ describe("the custody process", () => {
     ],
     ["a bad listen address", { CUSTODY_LISTEN: "localhost" }, "CUSTODY_LISTEN: must be host:port"],
     ["an unknown key store", { CUSTODY_KEYSTORE: "floppy" }, "CUSTODY_KEYSTORE:"],
+    [
+      "dev plaintext outside development mode",
+      { CUSTODY_DEV_PLAINTEXT: "1" },
+      "CUSTODY_DEV_PLAINTEXT: only allowed with CUSTODY_ENV=development",
+    ],
+    [
+      "allow-any-recipient outside development mode",
+      { CUSTODY_DEV_ALLOW_ANY_RECIPIENT: "1" },
+      "CUSTODY_DEV_ALLOW_ANY_RECIPIENT: only allowed with CUSTODY_ENV=development",
+    ],
+    [
+      "development mode on a non-loopback address",
+      { CUSTODY_ENV: "development", CUSTODY_LISTEN: "0.0.0.0:7443" },
+      "CUSTODY_LISTEN: CUSTODY_ENV=development listens on loopback only",
+    ],
+    [
+      "development mode under NODE_ENV=production",
+      { CUSTODY_ENV: "development", NODE_ENV: "production" },
+      "CUSTODY_ENV: development is refused when NODE_ENV=production",
+    ],
+    ["an unknown mode", { CUSTODY_ENV: "staging" }, "CUSTODY_ENV:"],
+    [
+      "a cn: caller in production",
+      { CUSTODY_ALLOW_REENCRYPT: "cn:card-gateway" },
+      'CUSTODY_ALLOW_REENCRYPT: "cn:card-gateway": cn: entries are refused outside CUSTODY_ENV=development',
+    ],
+    [
+      "a non-SPIFFE uri: caller in production",
+      { CUSTODY_ALLOW_HEALTH: "uri:https://gateway.internal/" },
+      'CUSTODY_ALLOW_HEALTH: "uri:https://gateway.internal/" is not a SPIFFE ID',
+    ],
+    [
+      "the retired roots-only recipient policy",
+      { CUSTODY_RECIPIENT_ROOTS: "/etc/knot-roots.pem" },
+      "CUSTODY_RECIPIENT_ROOTS: no longer accepted",
+    ],
+    [
+      "an unreadable client CRL",
+      { CUSTODY_TLS_CLIENT_CRL: "/nonexistent/ca.crl" },
+      "CUSTODY_TLS_CLIENT_CRL: cannot read /nonexistent/ca.crl",
+    ],
+    [
+      "a non-numeric connection age",
+      { CUSTODY_MAX_CONNECTION_AGE_MS: "forever" },
+      "CUSTODY_MAX_CONNECTION_AGE_MS:",
+    ],
   ])("rejects %s, naming the variable", (_what, override, message) => {
     expect(() => loadConfig({ ...baseEnv(pki), ...override })).toThrow(message);
   });
@@ -115,8 +161,29 @@ describe("the custody process", () => {
   it("without TLS files refuses to start unless the dev plaintext flag is set, and then says so", () => {
     const { CUSTODY_TLS_CERT: _c, CUSTODY_TLS_KEY: _k, CUSTODY_TLS_CLIENT_CA: _a, ...noTls } = baseEnv(pki);
     expect(() => loadConfig(noTls)).toThrow("CUSTODY_TLS_CERT: is required");
-    const dev = loadConfig({ ...noTls, CUSTODY_DEV_PLAINTEXT: "1" });
-    expect([dev.devPlaintext, dev.tls]).toEqual([true, undefined]);
+    const dev = loadConfig({ ...noTls, CUSTODY_ENV: "development", CUSTODY_DEV_PLAINTEXT: "1" });
+    expect([dev.env, dev.devPlaintext, dev.tls]).toEqual(["development", true, undefined]);
+  });
+
+  it("refuses to start with the review's attack settings (production, 0.0.0.0, dev plaintext), naming the variable", async () => {
+    const { CUSTODY_TLS_CERT: _c, CUSTODY_TLS_KEY: _k, CUSTODY_TLS_CLIENT_CA: _a, ...noTls } = baseEnv(pki);
+    const attack = {
+      ...noTls,
+      NODE_ENV: "production",
+      CUSTODY_LISTEN: "0.0.0.0:0",
+      CUSTODY_DEV_PLAINTEXT: "1",
+    };
+    const [plain, declaredDev, anyRecipient] = await Promise.all([
+      failingStart(attack),
+      failingStart({ ...attack, CUSTODY_ENV: "development" }),
+      failingStart({ ...baseEnv(pki), CUSTODY_LISTEN: "0.0.0.0:0", CUSTODY_DEV_ALLOW_ANY_RECIPIENT: "1" }),
+    ]);
+    expect(plain).toMatchObject({ code: 2 });
+    expect(plain.stderr).toContain("CUSTODY_DEV_PLAINTEXT: only allowed with CUSTODY_ENV=development");
+    expect(declaredDev).toMatchObject({ code: 2 });
+    expect(declaredDev.stderr).toContain("CUSTODY_ENV: development is refused when NODE_ENV=production");
+    expect(anyRecipient).toMatchObject({ code: 2 });
+    expect(anyRecipient.stderr).toContain("CUSTODY_DEV_ALLOW_ANY_RECIPIENT: only allowed");
   });
 
   it("exits with code 2 and the variable's name on a configuration error", async () => {
