@@ -1,8 +1,19 @@
 /**
- * The gateway's side of custody.v1.CardCustody over mTLS (grpc-js). One long-lived channel; every call
- * carries a deadline so a slow custody never holds a send-card job past Knot's window.
+ * The gateway's side of custody.v1.CardCustody over mTLS (grpc-js). One long-lived channel per custody
+ * address, shared by the ReencryptForKnot and health stubs and kept alive by HTTP/2 pings, so a card
+ * send never pays a TCP + TLS handshake and a silently dropped connection is noticed between sends
+ * rather than on one. Every call carries a deadline so a slow custody never holds a send-card job past
+ * Knot's window.
  */
-import { type ChannelCredentials, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import {
+  Channel,
+  type ChannelCredentials,
+  type ChannelOptions,
+  credentials,
+  Metadata,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
 import type { CardCustodyClient } from "../shared/generated/custody/v1/CardCustody.js";
 import type { ReencryptForKnotRequest } from "../shared/generated/custody/v1/ReencryptForKnotRequest.js";
 import type { ReencryptForKnotResponse__Output } from "../shared/generated/custody/v1/ReencryptForKnotResponse.js";
@@ -30,25 +41,34 @@ function channelCredentials(tls: GatewayConfig["custody"]["tls"]): ChannelCreden
   return credentials.createSsl(tls.ca, tls.key, tls.cert);
 }
 
-export function custodyClient(cfg: GatewayConfig["custody"]): CustodyCaller {
-  const options =
-    cfg.tls !== "insecure" && cfg.tls.serverName
+/** HTTP/2 keepalive of the custody channel: a ping after this long without traffic, also between calls. */
+export const CUSTODY_KEEPALIVE_MS = 30_000;
+const KEEPALIVE_TIMEOUT_MS = 10_000;
+
+export function custodyClient(
+  cfg: GatewayConfig["custody"],
+  keepaliveMs: number = CUSTODY_KEEPALIVE_MS,
+): CustodyCaller {
+  const options: ChannelOptions = {
+    "grpc.keepalive_time_ms": keepaliveMs,
+    "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+    "grpc.keepalive_permit_without_calls": 1,
+    ...(cfg.tls !== "insecure" && cfg.tls.serverName
       ? { "grpc.ssl_target_name_override": cfg.tls.serverName }
-      : {};
+      : {}),
+  };
   const creds = channelCredentials(cfg.tls);
-  const client = new (loadCustodyProto().custody.v1.CardCustody)(
-    cfg.address,
-    creds,
-    options,
-  ) as CardCustodyClient;
+  const channel = new Channel(cfg.address, creds, options);
+  const client = new (loadCustodyProto().custody.v1.CardCustody)(cfg.address, creds, {
+    channelOverride: channel,
+  }) as CardCustodyClient;
   const Health = loadHealthProto().grpc.health.v1.Health;
-  const health = new Health(cfg.address, creds, options) as unknown as {
+  const health = new Health(cfg.address, creds, { channelOverride: channel }) as unknown as {
     Check(
       req: { service: string },
       opts: { deadline: number },
       cb: (e: ServiceError | null, r?: { status: string }) => void,
     ): void;
-    close(): void;
   };
 
   return {
@@ -83,8 +103,7 @@ export function custodyClient(cfg: GatewayConfig["custody"]): CustodyCaller {
       });
     },
     close() {
-      client.close();
-      health.close();
+      channel.close();
     },
   };
 }
