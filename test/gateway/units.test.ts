@@ -1,6 +1,6 @@
 /** Pure pieces of the gateway: backoff schedule, Knot's signature string, configuration validation. */
 import { createHmac } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -91,9 +91,13 @@ describe("configuration", () => {
       DOTVA_SHARED_SECRET: undefined,
       DOTVA_HMAC_SECRET: undefined,
     };
-    expect(error(prod)).toMatch(/^DOTVA_SHARED_SECRET: production needs at least one Dotva sender check/);
-    const cfg = loadConfig({ ...prod, DOTVA_IP_ALLOWLIST: "198.51.100.0/24" });
-    expect(cfg.dotva).toEqual({ ipAllowlist: ["198.51.100.0/24"] });
+    try {
+      expect(error(prod)).toMatch(/^DOTVA_SHARED_SECRET: production needs at least one Dotva sender check/);
+      const cfg = loadConfig({ ...prod, DOTVA_IP_ALLOWLIST: "198.51.100.0/24" });
+      expect(cfg.dotva).toEqual({ ipAllowlist: ["198.51.100.0/24"] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
   it("KNOT_REDIRECT_ORIGINS takes origins only", () => {
     expect(
