@@ -43,7 +43,7 @@ let gw: RunningGateway;
 let custody: FakeCustody;
 let knotServer: Server;
 let knotKey: KeyObject;
-const cardsAtKnot: { raw: string; payload: Record<string, unknown> }[] = [];
+const cardsAtKnot: { raw: string; payload: Record<string, unknown>; headers: Record<string, unknown> }[] = [];
 
 beforeAll(async () => {
   const pair = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -60,7 +60,11 @@ beforeAll(async () => {
       const raw = Buffer.concat(chunks).toString();
       const { jwe } = JSON.parse(raw) as { jwe: string };
       const { plaintext } = await compactDecrypt(jwe, knotKey);
-      cardsAtKnot.push({ raw, payload: JSON.parse(new TextDecoder().decode(plaintext)) });
+      cardsAtKnot.push({
+        raw,
+        payload: JSON.parse(new TextDecoder().decode(plaintext)),
+        headers: req.headers,
+      });
       res.writeHead(200, { "content-type": "application/json" }).end(fixture("knot-send-card-success.json"));
     });
   });
@@ -249,6 +253,11 @@ describe("Knot webhooks (seeds 001-003) and send card (seed 000)", () => {
     });
     expect(cardsAtKnot).toHaveLength(1);
     expect(cardsAtKnot[0]!.raw).toMatch(/^\{"task_id":25605,"jwe":"[A-Za-z0-9_.-]+"\}$/);
+    expect(cardsAtKnot[0]!.headers).toMatchObject({
+      authorization: `Basic ${Buffer.from(`${KNOT_CLIENT_ID}:${KNOT_SECRET}`).toString("base64")}`,
+      "knot-version": "2.0",
+      "content-type": "application/json",
+    });
     expect(cardsAtKnot[0]!.payload).toEqual({
       user: PROFILE,
       card: { number: CARD.pan, expiration: `08/${CARD.expiry_year}`, cvv: "012" },
