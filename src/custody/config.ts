@@ -329,7 +329,9 @@ function x5cPolicy(env: Env): X5cPolicyEntry[] {
       try {
         leafSubject = canonicalSubject(entry.leaf_subject);
       } catch {
-        throw new ConfigError(`${where}.leaf_subject: not a distinguished name like "CN=..., O=..."`);
+        throw new ConfigError(
+          `${where}.leaf_subject: not a distinguished name written as "CN=..., O=..." (certificate order, no spaces around =)`,
+        );
       }
     }
     return {

@@ -255,7 +255,13 @@ function leafMatches(leaf: X509Certificate, entry: X5cPolicyEntry): boolean {
   return true;
 }
 
-/** The canonical form `leafMatches` compares a configured subject in; throws on a malformed name. */
+/**
+ * The canonical form `leafMatches` compares a configured subject in. Throws unless the text is already
+ * that form up to the spacing after commas: the parser silently drops what it cannot read (e.g.
+ * `CN = x`), and a binding must never be looser, or other, than what the operator wrote.
+ */
 export function canonicalSubject(text: string): string {
-  return new Name(text).toString();
+  const canonical = new Name(text).toString();
+  if (canonical !== text.trim().replace(/,\s*/g, ", ")) throw new Error("not a canonical distinguished name");
+  return canonical;
 }

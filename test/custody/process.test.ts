@@ -4,7 +4,9 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createPrivateKey, createPublicKey } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { status } from "@grpc/grpc-js";
@@ -156,6 +158,36 @@ describe("the custody process", () => {
     ],
   ])("rejects %s, naming the variable", (_what, override, message) => {
     expect(() => loadConfig({ ...baseEnv(pki), ...override })).toThrow(message);
+  });
+
+  it("loads an x5c policy only when every entry binds its root to a leaf name", () => {
+    const dir = mkdtempSync(join(tmpdir(), "custody-x5c-policy-"));
+    copyFileSync(pki.caCert, join(dir, "root.pem"));
+    const load = (policy: string) => {
+      writeFileSync(join(dir, "policy.json"), policy);
+      return loadConfig({
+        ...baseEnv(pki),
+        CUSTODY_RECIPIENT_PINS: "",
+        CUSTODY_RECIPIENT_X5C_POLICY: join(dir, "policy.json"),
+      });
+    };
+    const entries = (...list: object[]) => JSON.stringify({ entries: list });
+    const ok = load(
+      entries({ root: "root.pem", leaf_dns: "JWE.Knot.Test", leaf_subject: "CN=knot,  O=Knot" }),
+    );
+    expect(ok.recipients.x5c.map((e) => [e.label, e.leafDns, e.leafSubject])).toEqual([
+      ["root.pem", "jwe.knot.test", "CN=knot, O=Knot"],
+    ]);
+    expect(() => load(entries({ root: "root.pem" }))).toThrow(
+      "CUSTODY_RECIPIENT_X5C_POLICY: entries.0 each entry needs leaf_dns and/or leaf_subject",
+    );
+    expect(() => load(entries({ root: "root.pem", leaf_subject: "CN = knot, O=Knot" }))).toThrow(
+      "CUSTODY_RECIPIENT_X5C_POLICY: entries.0.leaf_subject: not a distinguished name",
+    );
+    expect(() => load(entries({ root: pki.server.cert, leaf_dns: "jwe.knot.test" }))).toThrow(
+      "is not a CA certificate",
+    );
+    expect(() => load("{")).toThrow("CUSTODY_RECIPIENT_X5C_POLICY: not valid JSON");
   });
 
   it("without TLS files refuses to start unless the dev plaintext flag is set, and then says so", () => {
