@@ -4,9 +4,11 @@
  *
  * Everything that can be checked without the private key is checked first, in `parseCompactJwe`, and
  * fails with a specific error. Once the private key is involved (`decryptJwe`), every failure is the
- * same JweDecryptError, and a failed key unwrap continues with a random content key through the same
- * AES-GCM work, so neither the answer nor its timing tells an attacker whether OAEP or GCM failed
- * (RFC 7516 section 11.5; docs/design.md invariant 2).
+ * same JweDecryptError, thrown once, at the end. Nothing before that point branches on whether the key
+ * unwrap worked: the key store's `unwrap` never fails for a bad encrypted key, it yields a random content
+ * key instead (chosen in constant time), and AES-GCM then fails on the tag exactly as it does for a
+ * tampered ciphertext. So neither the answer nor its timing tells an attacker whether OAEP, the content
+ * key's length or GCM failed (RFC 7516 section 11.5; docs/design.md invariant 2).
  *
  * The private key never reaches this module: the key store supplies `unwrap`.
  */
@@ -50,9 +52,11 @@ export interface ParsedJwe {
 }
 
 /**
- * RSA-OAEP-256 decryption of the encrypted content key by the key store. It must reject with
- * JweDecryptError for any cryptographic failure; any other rejection (the HSM is unreachable, say)
- * is passed to the caller unchanged, because that is not information about the ciphertext.
+ * RSA-OAEP-256 decryption of the encrypted content key by the key store. It resolves with
+ * GCM_KEY_BYTES bytes: the content key when the encrypted key is a valid OAEP encoding of a 256-bit key,
+ * and otherwise a random key, selected without a branch on secret data and without throwing. It
+ * rejects only when the store cannot work at all (the HSM is unreachable, say); that rejection is passed
+ * to the caller unchanged, because it is not information about the ciphertext.
  */
 export type UnwrapKey = (encryptedKey: Buffer) => Promise<Buffer>;
 
@@ -135,25 +139,15 @@ function checkCritical(crit: unknown): void {
  * Rejects with JweDecryptError for every cryptographic failure.
  */
 export async function decryptJwe(jwe: ParsedJwe, unwrap: UnwrapKey): Promise<Buffer> {
-  const cek = await unwrapOrRandom(jwe.encryptedKey, unwrap);
+  const cek = await unwrap(jwe.encryptedKey);
   try {
-    const plaintext = aes256GcmDecrypt(cek, jwe.iv, jwe.aad, jwe.ciphertext, jwe.tag);
+    // The length is the store's public output, not a secret; a store that breaks the contract with a
+    // short key still gets the one failure, not a second kind.
+    const key = cek.length === GCM_KEY_BYTES ? cek : randomBytes(GCM_KEY_BYTES);
+    const plaintext = aes256GcmDecrypt(key, jwe.iv, jwe.aad, jwe.ciphertext, jwe.tag);
     if (plaintext === undefined) throw new JweDecryptError();
     return plaintext;
   } finally {
     cek.fill(0);
   }
-}
-
-async function unwrapOrRandom(encryptedKey: Buffer, unwrap: UnwrapKey): Promise<Buffer> {
-  let cek: Buffer;
-  try {
-    cek = await unwrap(encryptedKey);
-  } catch (err) {
-    if (err instanceof JweDecryptError) return randomBytes(GCM_KEY_BYTES);
-    throw err;
-  }
-  if (cek.length === GCM_KEY_BYTES) return cek;
-  cek.fill(0);
-  return randomBytes(GCM_KEY_BYTES);
 }

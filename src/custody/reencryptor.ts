@@ -2,18 +2,18 @@
  * The pool of worker threads that run re-encryptions (piscina), sized to the cores: RSA private
  * operations are CPU-bound and the main thread must stay free for TLS and gRPC framing.
  *
- * How the private key reaches the work is the KeyAccess of the call (see key-source.ts): a KeyObject
- * travels with the task (cloning one shares the native key, it costs nothing measurable), or the worker
- * gets a MessagePort to ask the main thread for the unwrap.
+ * The call's Key goes with the job. A key that lives in this process (Key.inProcess) travels with the
+ * task (cloning a KeyObject shares the native key, it costs nothing measurable); for any other key the
+ * worker gets a MessagePort to ask the main thread for the unwrap (worker/worker-keys.ts).
  */
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { MessageChannel } from "node:worker_threads";
 import { Piscina } from "piscina";
-import { JweDecryptError } from "../crypto/errors.js";
+import type { UnwrapKey } from "../crypto/jwe-decrypt.js";
+import type { Key } from "../keystore/key-store.js";
 import type { KnotUser } from "./card/knot-user.js";
 import { OverloadedError, toGrpcFailure } from "./errors.js";
-import type { KeyAccess } from "./key-source.js";
 import type { ReencryptResult, ReencryptTask, UnwrapReply } from "./worker/task.js";
 
 export interface ReencryptorOptions {
@@ -69,26 +69,21 @@ export class Reencryptor {
     await Promise.all(Array.from({ length: this.workers * 2 }, () => this.pool.run(expired)));
   }
 
-  get queueSize(): number {
-    return this.pool.queueSize;
-  }
-
-  async run(job: ReencryptJob, access: KeyAccess): Promise<ReencryptResult> {
+  async run(job: ReencryptJob, key: Key): Promise<ReencryptResult> {
     if (this.pool.queueSize >= this.options.maxQueue)
       throw new OverloadedError("custody is at capacity; retry with backoff");
-    if (access.kind === "in-worker") {
-      const { privateKey: key, fingerprint, generation } = access;
-      return this.pool.run({ ...job, privateKey: { key, fingerprint, generation } });
-    }
+    const { info, generation, inProcess } = key;
+    if (inProcess) return this.pool.run({ ...job, key: { info, generation, inProcess } });
     const { port1, port2 } = new MessageChannel();
-    port1.on("message", (encryptedKey: Uint8Array) => {
-      answerUnwrap(access.unwrap, encryptedKey).then(
-        (reply) => port1.postMessage(reply, reply.ok ? [reply.cek.buffer as ArrayBuffer] : []),
-        () => port1.postMessage({ ok: false, decryptFailed: true } satisfies UnwrapReply),
-      );
+    port1.on("message", async (encryptedKey: Uint8Array) => {
+      const reply = await answerUnwrap(key.unwrap, encryptedKey);
+      port1.postMessage(reply, reply.ok ? [reply.cek.buffer as ArrayBuffer] : []);
     });
     try {
-      return await this.pool.run({ ...job, unwrapPort: port2 }, { transferList: [port2] });
+      return await this.pool.run(
+        { ...job, key: { info, generation, unwrapPort: port2 } },
+        { transferList: [port2] },
+      );
     } finally {
       port1.close();
     }
@@ -99,10 +94,7 @@ export class Reencryptor {
   }
 }
 
-async function answerUnwrap(
-  unwrap: (encryptedKey: Buffer) => Promise<Buffer>,
-  encryptedKey: Uint8Array,
-): Promise<UnwrapReply> {
+async function answerUnwrap(unwrap: UnwrapKey, encryptedKey: Uint8Array): Promise<UnwrapReply> {
   try {
     const cek = await unwrap(
       Buffer.from(encryptedKey.buffer, encryptedKey.byteOffset, encryptedKey.byteLength),
@@ -113,7 +105,6 @@ async function answerUnwrap(
     cek.fill(0);
     return { ok: true, cek: copy };
   } catch (err) {
-    if (err instanceof JweDecryptError) return { ok: false, decryptFailed: true };
-    return { ok: false, decryptFailed: false, failure: toGrpcFailure(err) };
+    return { ok: false, failure: toGrpcFailure(err) };
   }
 }

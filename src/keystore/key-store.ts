@@ -1,12 +1,17 @@
 /**
- * The one interface both key stores (PEM directory, PKCS#11 token) implement.
+ * The one key abstraction. The PEM directory store, the PKCS#11 token store and a re-encryption
+ * worker's view of the keys all implement `KeyStore`: look a key up by fingerprint, get its public
+ * metadata and its one private operation, `unwrap` (RSA-OAEP-256 decryption of a JWE encrypted key).
+ * No method returns the private key itself, so a caller cannot leak what it never holds. Keys are
+ * indexed by the fingerprint computed from their public key at load time (see src/crypto/fingerprint.ts),
+ * never by a configured name.
  *
- * It exposes public metadata and a single private operation, `unwrap`: RSA-OAEP-256 decryption of a
- * JWE encrypted key. The private key itself is never returned, so a caller cannot leak what it never
- * holds. Keys are indexed by the fingerprint computed from their public key at load time (see
- * src/crypto/fingerprint.ts), never by a configured name.
+ * A `Key` belongs to the key set that was current when it was looked up, and stays usable after a
+ * reload: a call looks its key up once and finishes on it.
  */
+import type { KeyObject } from "node:crypto";
 import type { CanonicalFingerprint } from "../crypto/fingerprint.js";
+import type { UnwrapKey } from "../crypto/jwe-decrypt.js";
 
 /** active: used for new secrets; decrypt-only: rotated out but still decrypts stored secrets; disabled: refuses. */
 export const KEY_STATES = ["active", "decrypt-only", "disabled"] as const;
@@ -28,15 +33,52 @@ export interface KeyInfo {
   readonly createdAt?: Date;
 }
 
-export interface KeyStore {
-  /** Resolves any accepted fingerprint form by index lookup; undefined when no key matches. */
-  lookup(fingerprint: string): KeyInfo | undefined;
-  list(): readonly KeyInfo[];
+export interface Key {
+  readonly info: KeyInfo;
+  /** The key set this key was looked up in; increases with every load, so logs show which set served a call. */
+  readonly generation: number;
   /**
-   * RSA-OAEP-256 (SHA-256, MGF1-SHA-256, empty label) decryption of `encryptedKey` with the private key
-   * named by `fingerprint`. Any failure rejects with the same error, whatever its cause, so a caller
-   * cannot tell padding errors apart (docs/design.md invariant 2).
+   * RSA-OAEP-256 (SHA-256, MGF1-SHA-256, empty label). Resolves with a 256-bit content key for every
+   * ciphertext: the real one, or a random one when the ciphertext does not decrypt to a 256-bit key,
+   * chosen in constant time (the UnwrapKey contract). Rejects only with KeyStoreUnavailableError.
    */
-  unwrap(fingerprint: CanonicalFingerprint, encryptedKey: Uint8Array): Promise<Buffer>;
+  readonly unwrap: UnwrapKey;
+  /**
+   * Set when the private key already lives in this process (the file store): a worker thread may then
+   * make its own copy and unwrap without a round trip to this thread. Only the worker's view of the
+   * key store reads it. Absent for keys that never leave their device (a token), whose unwrap the
+   * worker asks this thread for.
+   */
+  readonly inProcess?: KeyObject;
+}
+
+export interface KeyStore {
+  /**
+   * The key any accepted fingerprint form names, in the current key set, by index lookup; undefined
+   * when no key matches. Throws FingerprintError when the text is no fingerprint form at all.
+   */
+  get(fingerprint: string): Key | undefined;
+}
+
+export interface ReloadResult {
+  readonly generation: number;
+  readonly keys: number;
+  /** Things an operator should know that do not make the set unusable. */
+  readonly warnings: readonly string[];
+}
+
+/** What the service opens: a key store plus its life cycle. */
+export interface ManagedKeyStore extends KeyStore {
+  list(): readonly KeyInfo[];
+  /** Loads the key set again; rejects, keeping the current set, when the new one does not validate. */
+  reload(): Promise<ReloadResult>;
   close(): Promise<void>;
+  /**
+   * Present for stores that can lose their backend (a PKCS#11 token): the current state and a
+   * subscription, which the server maps to SERVING / NOT_SERVING on grpc.health.v1.
+   */
+  readonly health?: {
+    healthy(): boolean;
+    onChange(listener: (healthy: boolean) => void): () => void;
+  };
 }

@@ -199,18 +199,30 @@ describe("decryptJwe: one indistinguishable failure once the private key is invo
     expect(err).toBeInstanceOf(JweDecryptError);
   });
 
-  it("runs AES-GCM even when the unwrap fails, with a key that is not the unwrap's output", async () => {
+  it("runs AES-GCM when the unwrap fails, with the store's substitute key, and fails only there", async () => {
     // If decryptJwe returned early on an unwrap failure, timing would tell OAEP failures from GCM ones.
-    const failing = vi.fn(async () => {
-      throw new JweDecryptError();
-    });
-    const jwe = parseCompactJwe(await joseJwe());
+    const handedOut: Buffer[] = [];
+    const recording: UnwrapKey = async (ek) => {
+      const cek = await unwrap(ek);
+      handedOut.push(Buffer.from(cek));
+      return cek;
+    };
+    const jwe = parseCompactJwe(flipByte(await joseJwe(), 1, 100));
     vi.mocked(aes256GcmDecrypt).mockClear();
-    await expect(decryptJwe(jwe, failing)).rejects.toBeInstanceOf(JweDecryptError);
-    expect(failing).toHaveBeenCalledOnce();
+    await expect(decryptJwe(jwe, recording)).rejects.toBeInstanceOf(JweDecryptError);
+    expect(handedOut).toHaveLength(1);
     expect(aes256GcmDecrypt).toHaveBeenCalledOnce();
-    const substituteKey = vi.mocked(aes256GcmDecrypt).mock.calls[0]![0];
-    expect(substituteKey).toHaveLength(32);
+    expect(vi.mocked(aes256GcmDecrypt).mock.results[0]!.value).toBeUndefined();
+    expect(handedOut[0]).toHaveLength(32);
+  });
+
+  it("replaces a content key of the wrong length from a store by a random one, failing the same way", async () => {
+    const short: UnwrapKey = async () => Buffer.alloc(16, 1);
+    const jwe = parseCompactJwe(craftJwe());
+    vi.mocked(aes256GcmDecrypt).mockClear();
+    const err = await decryptJwe(jwe, short).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(JweDecryptError);
+    expect(vi.mocked(aes256GcmDecrypt).mock.calls[0]![0]).toHaveLength(32);
   });
 
   it("passes infrastructure failures of the key store through unchanged", async () => {

@@ -12,8 +12,8 @@ import { CompactEncrypt } from "jose";
 import { type CertPaths, type DevPki, GATEWAY_SPIFFE, makeDevPki } from "../../scripts/dev-pki.js";
 import { createLogger } from "../../src/custody/audit.js";
 import { loadConfig } from "../../src/custody/config.js";
-import type { KeySource } from "../../src/custody/key-source.js";
 import { type RunningCustody, startCustody } from "../../src/custody/server.js";
+import type { ManagedKeyStore } from "../../src/keystore/key-store.js";
 import type { CardCustodyClient } from "../../src/shared/generated/custody/v1/CardCustody.js";
 import type { ReencryptForKnotRequest } from "../../src/shared/generated/custody/v1/ReencryptForKnotRequest.js";
 import type { ReencryptForKnotResponse__Output } from "../../src/shared/generated/custody/v1/ReencryptForKnotResponse.js";
@@ -65,7 +65,7 @@ export function baseEnv(pki: DevPki, extra: Record<string, string> = {}): Record
 
 export async function startTestCustody(
   env: Record<string, string>,
-  keys?: KeySource,
+  keys?: ManagedKeyStore,
 ): Promise<{ custody: RunningCustody; log: LogCapture }> {
   const log = new LogCapture();
   const config = loadConfig(env);

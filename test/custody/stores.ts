@@ -8,15 +8,13 @@ import { createPublicKey, generateKeyPairSync } from "node:crypto";
 import { chmodSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fingerprintForms } from "../../src/crypto/fingerprint.js";
-import { fileKeySource, type KeySource } from "../../src/custody/key-source.js";
 import { FileKeyStore } from "../../src/keystore/file/file-key-store.js";
 import { readManifest, writeManifest } from "../../src/keystore/file/manifest.js";
-import type { KeyState } from "../../src/keystore/key-store.js";
-import { privateKeyUnwrap } from "../../src/keystore/private-key-unwrap.js";
+import type { KeyState, KeyStore, ManagedKeyStore } from "../../src/keystore/key-store.js";
 import { pkcs11StoreFactory } from "../keystore/pkcs11/store-factory.js";
 
 export interface TestKeyStore {
-  readonly source: KeySource;
+  readonly source: ManagedKeyStore;
   /** Adds a private key with a state; visible after `source.reload()`. */
   add(name: string, privateKey: KeyObject, state: KeyState): void;
   setState(privateKey: KeyObject, state: KeyState): void;
@@ -50,9 +48,8 @@ const fileStore: StoreFactory = {
       writeManifest(dir, manifest);
     };
     for (const key of initial) add(key.name, key.privateKey, key.state);
-    const store = FileKeyStore.open({ dir });
     return {
-      source: fileKeySource(store),
+      source: FileKeyStore.open({ dir }),
       add,
       remove(privateKey) {
         const manifest = readManifest(dir);
@@ -84,29 +81,30 @@ const fileStore: StoreFactory = {
   },
 };
 
+/** `store` with its `get` replaced (stores are classes: a spread would lose their methods). */
+export function withGet(store: ManagedKeyStore, get: KeyStore["get"]): ManagedKeyStore {
+  return {
+    get,
+    list: () => store.list(),
+    reload: () => store.reload(),
+    close: () => store.close(),
+    ...(store.health ? { health: store.health } : {}),
+  };
+}
+
 /**
- * The file store's keys, but unwrapped on the main thread through the MessagePort path a PKCS#11 token
- * uses: proves that path (and its snapshot semantics) end to end without a token.
+ * The file store's keys, but without `inProcess`, so they are unwrapped on the main thread through the
+ * MessagePort path a PKCS#11 token uses: proves that path (and its key-set semantics) end to end
+ * without a token.
  */
 const fileStoreMainThreadUnwrap: StoreFactory = {
   name: "file, main-thread unwrap",
   async create(dir, initial) {
     const inner = await fileStore.create(dir, initial);
-    const source: KeySource = {
-      ...inner.source,
-      current() {
-        const snapshot = inner.source.current();
-        return {
-          generation: snapshot.generation,
-          lookup: (fp) => snapshot.lookup(fp),
-          access(fp) {
-            const access = snapshot.access(fp);
-            if (access.kind !== "in-worker") throw new Error("the file store hands out KeyObjects");
-            return { kind: "main-thread", unwrap: privateKeyUnwrap(access.privateKey) };
-          },
-        };
-      },
-    };
+    const source = withGet(inner.source, (fingerprint) => {
+      const key = inner.source.get(fingerprint);
+      return key && { info: key.info, generation: key.generation, unwrap: key.unwrap };
+    });
     return { ...inner, source };
   },
 };

@@ -55,7 +55,7 @@ describe("custody-keys", () => {
       "decrypt-only",
     );
     expect(byThumbprint.out).toBe(`${fingerprint}  active -> decrypt-only`);
-    expect(FileKeyStore.open({ dir }).lookup(fingerprint)?.state).toBe("decrypt-only");
+    expect(FileKeyStore.open({ dir }).get(fingerprint)?.info.state).toBe("decrypt-only");
 
     const verify = await tool("verify", "--dir", dir);
     expect(verify).toMatchObject({ code: 0, out: `ok    ${fingerprint}  decrypt-only  dotva-2026.pem` });

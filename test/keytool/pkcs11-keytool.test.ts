@@ -89,19 +89,17 @@ describe("custody-keys --pkcs11", () => {
       parsePkcs11Config(token.config({ manifestDir: stateDir, sessions: 1 })),
     );
     try {
-      expect(store.lookup(generated)?.state).toBe("active");
-      expect(store.lookup(fingerprintForms(twin.publicKey).canonical)?.state).toBe("decrypt-only");
+      expect(store.get(generated)?.info.state).toBe("active");
+      expect(store.get(fingerprintForms(twin.publicKey).canonical)?.info.state).toBe("decrypt-only");
       const jwe = await new CompactEncrypt(new TextEncoder().encode("to the token"))
         .setProtectedHeader({ alg: "RSA-OAEP-256", enc: "A256GCM" })
         .encrypt(createPublicKey({ key: jwk, format: "jwk" }));
-      const plain = await decryptJwe(parseCompactJwe(jwe), (ek) =>
-        store.unwrap(store.lookup(generated)!.fingerprint, ek),
-      );
+      const plain = await decryptJwe(parseCompactJwe(jwe), store.get(generated)!.unwrap);
       expect(plain.toString()).toBe("to the token");
 
       expect((await cli("set-state", ...tokenArgs, "--key", generated, "--state", "disabled")).code).toBe(0);
       await store.reload();
-      expect(store.lookup(generated)?.state).toBe("disabled");
+      expect(store.get(generated)?.info.state).toBe("disabled");
     } finally {
       await store.close();
     }

@@ -1,13 +1,12 @@
 /**
- * The PEM directory key store. It holds one immutable snapshot of the directory at a time; `reload()`
- * builds a new one and swaps it in only when the whole directory validated, so a bad file dropped in
- * during rotation leaves the service on its previous keys. A caller that took a snapshot keeps using
- * it, which is how in-flight calls finish on the key set they started with.
+ * The PEM directory key store. It holds one immutable key set at a time; `reload()` builds a new one
+ * and swaps it in only when the whole directory validated, so a bad file dropped in during rotation
+ * leaves the service on its previous keys. A Key looked up before a reload keeps its private key, which
+ * is how in-flight calls finish on the key set they started with.
  */
 import { readFileSync, statSync } from "node:fs";
-import { JweDecryptError } from "../../crypto/errors.js";
 import type { CanonicalFingerprint } from "../../crypto/fingerprint.js";
-import type { KeyInfo, KeyStore } from "../key-store.js";
+import type { Key, KeyInfo, ManagedKeyStore, ReloadResult } from "../key-store.js";
 import { privateKeyUnwrap } from "../private-key-unwrap.js";
 import { type KeyDirectorySnapshot, loadKeyDirectory } from "./key-directory.js";
 import { KeyFileError } from "./pem-key.js";
@@ -18,8 +17,13 @@ export interface FileKeyStoreOptions {
   readonly passphraseFile?: string;
 }
 
-export class FileKeyStore implements KeyStore {
-  private current: KeyDirectorySnapshot;
+interface KeySet {
+  readonly directory: KeyDirectorySnapshot;
+  readonly keys: ReadonlyMap<CanonicalFingerprint, Key>;
+}
+
+export class FileKeyStore implements ManagedKeyStore {
+  private current: KeySet;
 
   private constructor(private readonly options: FileKeyStoreOptions) {
     this.current = this.load(1);
@@ -30,42 +34,45 @@ export class FileKeyStore implements KeyStore {
     return new FileKeyStore(options);
   }
 
-  snapshot(): KeyDirectorySnapshot {
-    return this.current;
-  }
-
-  /** Loads the directory again; on any error throws and keeps the previous snapshot. */
-  reload(): KeyDirectorySnapshot {
-    const next = this.load(this.current.generation + 1);
-    this.current = next;
-    return next;
-  }
-
-  lookup(fingerprint: string): KeyInfo | undefined {
-    return this.current.index.lookup(fingerprint);
+  get(fingerprint: string): Key | undefined {
+    const set = this.current;
+    const info = set.directory.index.lookup(fingerprint);
+    return info && set.keys.get(info.fingerprint);
   }
 
   list(): readonly KeyInfo[] {
-    return this.current.index.list();
+    return this.current.directory.index.list();
   }
 
-  async unwrap(fingerprint: CanonicalFingerprint, encryptedKey: Uint8Array): Promise<Buffer> {
-    const key = this.current.privateKeys.get(fingerprint);
-    if (key === undefined) throw new JweDecryptError();
-    return privateKeyUnwrap(key)(
-      Buffer.from(encryptedKey.buffer, encryptedKey.byteOffset, encryptedKey.length),
-    );
+  /** Loads the directory again; on any error rejects and keeps the previous key set. */
+  async reload(): Promise<ReloadResult> {
+    const next = this.load(this.current.directory.generation + 1);
+    this.current = next;
+    const { generation, index, warnings } = next.directory;
+    return { generation, keys: index.list().length, warnings };
   }
 
   async close(): Promise<void> {}
 
-  private load(generation: number): KeyDirectorySnapshot {
+  private load(generation: number): KeySet {
     const passphrase = this.readPassphrase();
+    let directory: KeyDirectorySnapshot;
     try {
-      return loadKeyDirectory(this.options.dir, passphrase, generation);
+      directory = loadKeyDirectory(this.options.dir, passphrase, generation);
     } finally {
       passphrase?.fill(0);
     }
+    const keys = new Map<CanonicalFingerprint, Key>();
+    for (const info of directory.index.list()) {
+      const privateKey = directory.privateKeys.get(info.fingerprint)!;
+      keys.set(info.fingerprint, {
+        info,
+        generation,
+        unwrap: privateKeyUnwrap(privateKey),
+        inProcess: privateKey,
+      });
+    }
+    return { directory, keys };
   }
 
   private readPassphrase(): Buffer | undefined {

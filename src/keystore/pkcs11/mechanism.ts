@@ -10,7 +10,8 @@
  * compare) because C_DecryptInit succeeding proves nothing about C_Decrypt's result.
  */
 import { constants, publicEncrypt, randomBytes } from "node:crypto";
-import { oaepSha256Decode } from "../../crypto/oaep-decode.js";
+import { GCM_KEY_BYTES } from "../../crypto/aes-gcm.js";
+import { oaepSha256DecodeInto } from "../../crypto/oaep-decode.js";
 import type { KeyMechanism, MechanismChoice } from "./config.js";
 import type { DiscoveredKey } from "./discovery.js";
 import { type PKCS11, pkcs11js } from "./module.js";
@@ -48,24 +49,35 @@ export function tokenDecrypt(
   return lib.C_DecryptAsync(session, input, Buffer.alloc(key.modulusBytes));
 }
 
-/** The RSA-OAEP-256 message from the token's output for `mechanism`; throws JweDecryptError on bad padding. */
-export function finishOaep(output: Buffer, mechanism: KeyMechanism, modulusBytes: number): Buffer {
-  if (mechanism === "rsa-pkcs-oaep") return output;
+/**
+ * The content key from the token's output for `mechanism`, into `cek`, which holds a random substitute
+ * on entry and keeps it unless the output is a 256-bit key (see oaepSha256DecodeInto). The token's
+ * output is overwritten.
+ */
+export function finishOaep(
+  output: Buffer,
+  mechanism: KeyMechanism,
+  modulusBytes: number,
+  cek: Buffer,
+): Buffer {
   try {
-    return oaepSha256Decode(output, modulusBytes);
+    if (mechanism === "rsa-x509") oaepSha256DecodeInto(output, modulusBytes, cek);
+    // The token checked the padding; the length of the message it returns is not secret.
+    else if (output.length === cek.length) output.copy(cek);
   } finally {
     output.fill(0);
   }
+  return cek;
 }
 
 async function roundTrip(lib: PKCS11, session: Buffer, key: DiscoveredKey, mechanism: KeyMechanism) {
-  const sample = randomBytes(32);
+  const sample = randomBytes(GCM_KEY_BYTES);
   const ciphertext = publicEncrypt(
     { key: key.publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" },
     sample,
   );
   const output = await tokenDecrypt(lib, session, key, mechanism, ciphertext);
-  if (!finishOaep(output, mechanism, key.modulusBytes).equals(sample)) {
+  if (!finishOaep(output, mechanism, key.modulusBytes, randomBytes(GCM_KEY_BYTES)).equals(sample)) {
     throw new Error("the token's result does not match the value encrypted to its public key");
   }
 }

@@ -8,17 +8,21 @@
  * handles change) until the token answers. A call that hit the failure itself waits for one recovery
  * attempt and retries once, so a token blip (sessions closed under us) costs latency, not errors.
  *
- * Decryption failures stay uniform (docs/design.md invariant 2): bad ciphertext is JweDecryptError whichever
- * step noticed it. Token errors are UNAVAILABLE only when the token really is unhealthy, so a token
- * that reports bad OAEP padding with an odd return code does not become a padding oracle.
+ * Decryption failures stay uniform (docs/design.md invariant 2): a ciphertext that does not decrypt
+ * yields a random content key, as in the file store, and a failure makes the same token calls as a
+ * success, one C_DecryptInit and one C_Decrypt. Only return codes that can mean nothing but a gone
+ * session, login or token take the store down; any other error of the token's own OAEP is a decrypt
+ * failure, so a token that reports bad padding with an odd return code does not become a padding
+ * oracle, and a token that is sick rather than the ciphertext bad is found by the background check.
  */
+import { randomBytes } from "node:crypto";
 import { type Logger, pino } from "pino";
-import { JweDecryptError } from "../../crypto/errors.js";
+import { GCM_KEY_BYTES } from "../../crypto/aes-gcm.js";
 import type { CanonicalFingerprint } from "../../crypto/fingerprint.js";
-import { KeyStoreUnavailableError } from "../../custody/errors.js";
+import { KeyStoreUnavailableError } from "../errors.js";
 import { readManifest } from "../file/manifest.js";
 import { KeyIndex } from "../key-index.js";
-import type { KeyInfo, KeyStore } from "../key-store.js";
+import type { Key, KeyInfo, ManagedKeyStore, ReloadResult } from "../key-store.js";
 import type { KeyMechanism, Pkcs11StoreConfig } from "./config.js";
 import { type DiscoveredKey, discoverKeys } from "./discovery.js";
 import { finishOaep, probeMechanism, tokenDecrypt } from "./mechanism.js";
@@ -60,14 +64,6 @@ interface KeySet {
   readonly warnings: readonly string[];
 }
 
-/** One key set, fixed: a call that took it keeps decrypting with its keys across a reload. */
-export interface Pkcs11Snapshot {
-  readonly generation: number;
-  readonly warnings: readonly string[];
-  lookup(fingerprint: string): TokenKeyInfo | undefined;
-  unwrap(fingerprint: CanonicalFingerprint, encryptedKey: Uint8Array): Promise<Buffer>;
-}
-
 /** Return values that can only mean the session, login or token is gone, never the ciphertext. */
 const TOKEN_GONE = [
   "CKR_SESSION_HANDLE_INVALID",
@@ -99,7 +95,7 @@ function errorName(err: unknown): string {
   return err instanceof Error ? err.name : "unknown";
 }
 
-export class Pkcs11KeyStore implements KeyStore {
+export class Pkcs11KeyStore implements ManagedKeyStore {
   private readonly pool = new SessionPool(unavailable);
   private keys: KeySet = {
     generation: 0,
@@ -145,48 +141,42 @@ export class Pkcs11KeyStore implements KeyStore {
     return store;
   }
 
-  lookup(fingerprint: string): TokenKeyInfo | undefined {
-    return this.keys.index.lookup(fingerprint);
+  /** A key of the current set; its unwrap keeps using that set (and the key's new handle after a recovery). */
+  get(fingerprint: string): (Key & { readonly info: TokenKeyInfo }) | undefined {
+    const set = this.keys;
+    const info = set.index.lookup(fingerprint);
+    if (info === undefined) return undefined;
+    return {
+      info,
+      generation: set.generation,
+      unwrap: (encryptedKey) => this.unwrapIn(set, info.fingerprint, encryptedKey),
+    };
   }
 
   list(): readonly TokenKeyInfo[] {
     return this.keys.index.list();
   }
 
-  /** True while the token answers; the custody health service reports NOT_SERVING otherwise. */
-  healthy(): boolean {
-    return this.up;
-  }
-
-  /** Called with the new state on every change; returns the unsubscribe function. */
-  onHealthChange(listener: (healthy: boolean) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
+  /** Up while the token answers; the custody health service reports NOT_SERVING otherwise. */
+  readonly health = {
+    healthy: (): boolean => this.up,
+    /** Called with the new state on every change; returns the unsubscribe function. */
+    onChange: (listener: (healthy: boolean) => void): (() => void) => {
+      this.listeners.add(listener);
+      return () => this.listeners.delete(listener);
+    },
+  };
 
   /** Rotation: reads the manifest and the token's keys again; on failure keeps the current set. */
-  async reload(): Promise<readonly TokenKeyInfo[]> {
+  async reload(): Promise<ReloadResult> {
     const session = await this.pool.acquire(this.config.operationTimeoutMs);
     try {
       this.keys = await this.buildKeySet(session.handle, this.keys.generation + 1);
     } finally {
       this.pool.release(session);
     }
-    return this.list();
-  }
-
-  snapshot(): Pkcs11Snapshot {
-    const set = this.keys;
-    return {
-      generation: set.generation,
-      warnings: set.warnings,
-      lookup: (fingerprint) => set.index.lookup(fingerprint),
-      unwrap: (fingerprint, encryptedKey) => this.unwrapIn(set, fingerprint, encryptedKey),
-    };
-  }
-
-  unwrap(fingerprint: CanonicalFingerprint, encryptedKey: Uint8Array): Promise<Buffer> {
-    return this.unwrapIn(this.keys, fingerprint, encryptedKey);
+    const { generation, warnings } = this.keys;
+    return { generation, keys: this.list().length, warnings };
   }
 
   private async unwrapIn(
@@ -199,11 +189,12 @@ export class Pkcs11KeyStore implements KeyStore {
       if (!this.up) throw unavailable();
       // After a recovery the snapshot's handles are stale; the same key has a new handle now.
       const entry = (set.epoch === this.epoch ? set : this.keys).byFingerprint.get(fingerprint);
-      if (entry === undefined) throw new JweDecryptError();
+      // The key left the token after the call looked it up: the call fails as a decrypt failure.
+      if (entry === undefined) return randomBytes(GCM_KEY_BYTES);
       // Public facts about the ciphertext: the raw operation needs c < n, and a token may report
       // c >= n with a generic error that would otherwise look like a token failure.
       if (input.length !== entry.key.modulusBytes || Buffer.compare(input, entry.key.modulus) >= 0) {
-        throw new JweDecryptError();
+        return randomBytes(GCM_KEY_BYTES);
       }
       try {
         return await this.decrypt(entry, input);
@@ -246,6 +237,8 @@ export class Pkcs11KeyStore implements KeyStore {
       throw new TokenFailure("no session became free before the operation timeout");
     }
     const { mechanism, fingerprint } = entry.info;
+    // Drawn before the token call, on every call: the key a failed decryption carries on with.
+    const cek = randomBytes(GCM_KEY_BYTES);
     let output: Buffer;
     const operation = this.track(tokenDecrypt(this.lib, session.handle, entry.key, mechanism, input));
     try {
@@ -262,15 +255,17 @@ export class Pkcs11KeyStore implements KeyStore {
       }
       this.pool.release(session);
       if (isPkcs11Error(err, ...TOKEN_GONE)) throw new TokenFailure(errorName(err));
-      // Anything else is either the ciphertext or a sick token; a check of the token decides which,
-      // so the answer depends on the token's health and not on the ciphertext's padding.
-      if (!this.tokenAnswers(session, entry)) throw new TokenFailure(errorName(err));
-      if (mechanism === "rsa-pkcs-oaep") throw new JweDecryptError();
-      this.log.warn({ fingerprint, error: errorName(err) }, "raw RSA operation failed on a healthy token");
+      // The token's OAEP refusing the ciphertext, whatever code it uses: the uniform failure, with no
+      // further token call (a health check here, and only here, made a failure slower than a success
+      // and was one more token call an observer of the HSM could count). A sick token is the
+      // background check's to find.
+      if (mechanism === "rsa-pkcs-oaep") return cek;
+      // A raw operation on a value below the modulus has no failure that depends on the ciphertext.
+      this.log.warn({ fingerprint, error: errorName(err) }, "raw RSA operation failed on the token");
       throw unavailable();
     }
     this.pool.release(session);
-    return finishOaep(output, mechanism, entry.key.modulusBytes);
+    return finishOaep(output, mechanism, entry.key.modulusBytes, cek);
   }
 
   /**
@@ -432,23 +427,35 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   private scheduleHealthCheck(): void {
-    this.healthTimer = setTimeout(() => {
+    this.healthTimer = setTimeout(async () => {
       if (this.closed) return;
-      if (this.up) this.checkHealth();
+      if (this.up) await this.checkHealth();
       else void this.recoverNow();
-      this.scheduleHealthCheck();
+      if (!this.closed) this.scheduleHealthCheck();
     }, this.config.healthCheckIntervalMs);
     this.healthTimer.unref();
   }
 
-  private checkHealth(): void {
-    // A busy store learns about failures from its calls; only an idle session is used for the check.
-    const session = this.pool.tryAcquire();
-    if (session === undefined) return;
+  /**
+   * The only place a token that answers calls with errors other than "gone" is found sick, so it runs
+   * on a busy store too: it waits its turn for a session like a call, for at most the operation timeout.
+   */
+  private async checkHealth(): Promise<void> {
+    let session: PooledSession;
+    try {
+      session = await this.pool.acquire(this.config.operationTimeoutMs);
+    } catch {
+      // Sessions replaced by a recovery or by close(), or none freed in time, as a call would see it.
+      if (!this.closed && this.up) {
+        this.markDown("background check: no session became free before the operation timeout");
+        void this.recoverNow();
+      }
+      return;
+    }
     const entry = this.keys.byFingerprint.values().next().value;
     const answers = entry !== undefined && this.tokenAnswers(session, entry);
     this.pool.release(session);
-    if (!answers) {
+    if (!answers && !this.closed) {
       this.markDown("background check: the token no longer answers");
       void this.recoverNow();
     }

@@ -64,11 +64,6 @@ export class SessionPool {
     else this.idle.push(session);
   }
 
-  /** A session, if one is idle right now; for background checks that must not compete with calls. */
-  tryAcquire(): PooledSession | undefined {
-    return this.idle.pop();
-  }
-
   private handOut(waiter: Waiter, session: PooledSession): void {
     clearTimeout(waiter.timer);
     waiter.resolve(session);

@@ -28,7 +28,9 @@ export const verify: KeyToolCommand = {
         .setProtectedHeader({ alg: "RSA-OAEP-256", enc: "A256GCM" })
         .encrypt(createPublicKey({ key: key.spki, format: "der", type: "spki" }));
       try {
-        const plain = await decryptJwe(parseCompactJwe(jwe), (ek) => store.unwrap(key.fingerprint, ek));
+        const stored = store.get(key.fingerprint);
+        if (!stored) throw new Error("the store does not hold this key");
+        const plain = await decryptJwe(parseCompactJwe(jwe), stored.unwrap);
         if (!plain.equals(probe)) throw new Error("round trip returned other bytes");
         io.out(`ok    ${key.fingerprint}  ${key.state}  ${key.label}`);
       } catch {

@@ -7,7 +7,6 @@ import { chmodSync, mkdtempSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { JweDecryptError } from "../../../src/crypto/errors.js";
 import { fingerprintForms } from "../../../src/crypto/fingerprint.js";
 import { FileKeyStore } from "../../../src/keystore/file/file-key-store.js";
 import { writeManifest } from "../../../src/keystore/file/manifest.js";
@@ -52,23 +51,38 @@ describe("FileKeyStore", () => {
       ["b.pem", "decrypt-only", 2048],
     ]);
     for (const form of [fpA.canonical, ...fpA.aliases])
-      expect(store.lookup(form)?.fingerprint).toBe(fpA.canonical);
+      expect(store.get(form)?.info.fingerprint).toBe(fpA.canonical);
     const cek = randomBytes(32);
-    expect(await store.unwrap(fpA.canonical, oaep(keyA, cek))).toEqual(cek);
+    expect(await store.get(fpA.canonical)!.unwrap(oaep(keyA, cek))).toEqual(cek);
+    expect(store.get(fpA.canonical)!.inProcess?.asymmetricKeyType).toBe("rsa");
   });
 
-  it("fails every unwrap the same way: wrong key, corrupted ciphertext, unknown fingerprint", async () => {
+  it("answers every ciphertext that is no OAEP-wrapped 256-bit key with a fresh random key, never an error", async () => {
     const d = dir();
     put(d, "a.pem", pkcs8(keyA));
     const store = FileKeyStore.open({ dir: d });
-    const good = oaep(keyA, randomBytes(32));
+    const key = store.get(fpA.canonical)!;
+    const real = randomBytes(32);
+    const good = oaep(keyA, real);
     const corrupted = Buffer.from(good);
     corrupted[5]! ^= 1;
-    await expect(store.unwrap(fpA.canonical, oaep(keyB, randomBytes(32)))).rejects.toBeInstanceOf(
-      JweDecryptError,
-    );
-    await expect(store.unwrap(fpA.canonical, corrupted)).rejects.toBeInstanceOf(JweDecryptError);
-    await expect(store.unwrap(fpB.canonical, good)).rejects.toBeInstanceOf(JweDecryptError);
+    const bad = {
+      "for another key": oaep(keyB, real),
+      corrupted: corrupted,
+      "a 128-bit content key": oaep(keyA, real.subarray(0, 16)),
+      "one byte short": good.subarray(1),
+      "not below the modulus": Buffer.alloc(256, 0xff),
+    };
+    for (const [what, ciphertext] of Object.entries(bad)) {
+      const first = await key.unwrap(ciphertext);
+      const second = await key.unwrap(ciphertext);
+      expect(first, what).toHaveLength(32);
+      expect(first.equals(real), what).toBe(false);
+      // Fresh each time: a fixed substitute would be a key an attacker could encrypt to.
+      expect(first.equals(second), what).toBe(false);
+    }
+    expect(await key.unwrap(good)).toEqual(real);
+    expect(store.get(fpB.canonical)).toBeUndefined();
   });
 
   it.each([
@@ -139,7 +153,7 @@ describe("FileKeyStore", () => {
       keyA.privateKey.export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: pass }),
     );
     const passFile = put(dir(), "pass", `${pass}\n`);
-    expect(FileKeyStore.open({ dir: d, passphraseFile: passFile }).lookup(fpA.canonical)).toBeDefined();
+    expect(FileKeyStore.open({ dir: d, passphraseFile: passFile }).get(fpA.canonical)).toBeDefined();
     expect(() => FileKeyStore.open({ dir: d })).toThrow(/encrypted and no passphrase file/);
     const wrong = put(dir(), "wrong", "nope\n");
     expect(() => FileKeyStore.open({ dir: d, passphraseFile: wrong })).toThrow(/wrong passphrase/);
@@ -149,26 +163,27 @@ describe("FileKeyStore", () => {
     );
   });
 
-  it("reload swaps in a new generation; a failed reload keeps the previous set; old snapshots stay usable", async () => {
+  it("reload swaps in a new generation; a failed reload keeps the previous set; keys looked up before stay usable", async () => {
     const d = dir();
     put(d, "a.pem", pkcs8(keyA));
     const store = FileKeyStore.open({ dir: d });
-    const first = store.snapshot();
+    const first = store.get(fpA.canonical)!;
+    expect(first.generation).toBe(1);
     put(d, "b.pem", pkcs8(keyB));
     unlinkSync(join(d, "a.pem"));
-    expect(store.reload().generation).toBe(2);
-    expect(store.lookup(fpA.canonical)).toBeUndefined();
-    expect(store.lookup(fpB.canonical)).toBeDefined();
-    // The snapshot a call took before the reload still holds its key.
-    expect(first.privateKeys.get(fpA.canonical)).toBeDefined();
+    expect((await store.reload()).generation).toBe(2);
+    expect(store.get(fpA.canonical)).toBeUndefined();
+    expect(store.get(fpB.canonical)?.generation).toBe(2);
+    // The key a call looked up before the reload still unwraps.
+    const cek = randomBytes(32);
+    expect(await first.unwrap(oaep(keyA, cek))).toEqual(cek);
 
     const bad = put(d, "bad.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
-    expect(() => store.reload()).toThrow(/bad\.pem cannot be read as a private key/);
-    expect(store.snapshot().generation).toBe(2);
-    expect(store.lookup(fpB.canonical)).toBeDefined();
+    await expect(store.reload()).rejects.toThrow(/bad\.pem cannot be read as a private key/);
+    expect(store.get(fpB.canonical)?.generation).toBe(2);
     unlinkSync(bad);
     writeManifest(d, { version: 1, keys: { [fpA.canonical]: { state: "disabled" } } });
-    expect(store.reload().warnings).toEqual([
+    expect((await store.reload()).warnings).toEqual([
       `manifest.json names ${fpA.canonical}, but no key file in the directory has it`,
     ]);
   });

@@ -10,7 +10,7 @@ import { constants, createPublicKey, publicEncrypt } from "node:crypto";
 import pkcs11js from "pkcs11js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { CanonicalFingerprint } from "../../../src/crypto/fingerprint.js";
-import { KeyStoreUnavailableError } from "../../../src/custody/errors.js";
+import { KeyStoreUnavailableError } from "../../../src/keystore/errors.js";
 import { parsePkcs11Config } from "../../../src/keystore/pkcs11/config.js";
 import { Pkcs11KeyStore } from "../../../src/keystore/pkcs11/pkcs11-key-store.js";
 import { createTestToken, SOFTHSM_MODULE } from "./softhsm.js";
@@ -48,7 +48,7 @@ beforeAll(async () => {
       token.config({ sessions: 2, operationTimeoutMs: DEADLINE_MS, healthCheckIntervalMs: 100 }),
     ),
   );
-  store.onHealthChange((up) => health.push(up));
+  store.health.onChange((up) => health.push(up));
   const key = store.list()[0]!;
   fingerprint = key.fingerprint;
   ciphertext = publicEncrypt(
@@ -71,7 +71,7 @@ afterAll(async () => {
 type Outcome = "ok" | "unavailable" | "other";
 async function call(): Promise<Outcome> {
   try {
-    return (await store.unwrap(fingerprint, ciphertext)).equals(CEK) ? "ok" : "other";
+    return (await store.get(fingerprint)!.unwrap(ciphertext)).equals(CEK) ? "ok" : "other";
   } catch (err) {
     return err instanceof KeyStoreUnavailableError ? "unavailable" : "other";
   }
@@ -142,13 +142,13 @@ describe("PKCS#11 store faults", () => {
       const started = Date.now();
       const whileGone = await Promise.all([call(), call(), call()]);
       expect(whileGone).toEqual(["unavailable", "unavailable", "unavailable"]);
-      await waitFor(() => !store.healthy(), 2_000);
+      await waitFor(() => !store.health.healthy(), 2_000);
       expect(await call()).toBe("unavailable");
       expect(Date.now() - started).toBeLessThan(5_000);
     } finally {
       token.restore();
     }
-    await waitFor(() => store.healthy(), 5_000);
+    await waitFor(() => store.health.healthy(), 5_000);
     expect(await call()).toBe("ok");
     expect(health[0]).toBe(false);
     expect(health.at(-1)).toBe(true);
@@ -158,11 +158,11 @@ describe("PKCS#11 store faults", () => {
     health.length = 0;
     token.hide();
     try {
-      await waitFor(() => !store.healthy(), 2_000);
+      await waitFor(() => !store.health.healthy(), 2_000);
     } finally {
       token.restore();
     }
-    await waitFor(() => store.healthy(), 5_000);
+    await waitFor(() => store.health.healthy(), 5_000);
     expect(health).toEqual([false, true]);
     expect(await call()).toBe("ok");
   });
@@ -172,16 +172,19 @@ describe("PKCS#11 store faults", () => {
     timeout: 20_000,
   }, async () => {
     health.length = 0;
-    expect((await store.unwrap(fingerprint, ciphertext)).equals(CEK)).toBe(true);
+    expect((await store.get(fingerprint)!.unwrap(ciphertext)).equals(CEK)).toBe(true);
 
     stuck.holding = true;
     const started = Date.now();
     const outcomes = await Promise.all(
       [0, 1].map(() =>
-        store.unwrap(fingerprint, ciphertext).then(
-          () => "ok",
-          (err) => (err instanceof KeyStoreUnavailableError ? "unavailable" : String(err)),
-        ),
+        store
+          .get(fingerprint)!
+          .unwrap(ciphertext)
+          .then(
+            () => "ok",
+            (err) => (err instanceof KeyStoreUnavailableError ? "unavailable" : String(err)),
+          ),
       ),
     );
     const took = Date.now() - started;
@@ -190,20 +193,20 @@ describe("PKCS#11 store faults", () => {
     // One deadline for the operation, at most one more waiting for it before re-initialising.
     expect(took).toBeGreaterThanOrEqual(DEADLINE_MS - 50);
     expect(took).toBeLessThan(3 * DEADLINE_MS + 1_000);
-    expect(store.healthy()).toBe(false);
+    expect(store.health.healthy()).toBe(false);
     expect(health).toEqual([false]);
 
     // While the operation is still stuck, new calls are refused at once rather than queued behind it.
     const refusedAt = Date.now();
-    await expect(store.unwrap(fingerprint, ciphertext)).rejects.toBeInstanceOf(KeyStoreUnavailableError);
+    await expect(store.get(fingerprint)!.unwrap(ciphertext)).rejects.toBeInstanceOf(KeyStoreUnavailableError);
     expect(Date.now() - refusedAt).toBeLessThan(DEADLINE_MS);
 
     // The token answers again: the stuck operations finish, re-initialisation is no longer held
     // back, and the background recovery brings the store up by itself.
     stuck.holding = false;
     for (const release of stuck.released.splice(0)) release();
-    await waitFor(() => store.healthy(), 5_000);
+    await waitFor(() => store.health.healthy(), 5_000);
     expect(health).toEqual([false, true]);
-    expect((await store.unwrap(fingerprint, ciphertext)).equals(CEK)).toBe(true);
+    expect((await store.get(fingerprint)!.unwrap(ciphertext)).equals(CEK)).toBe(true);
   });
 });

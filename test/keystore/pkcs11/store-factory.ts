@@ -12,7 +12,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initTokenOnFreeSlot } from "../../../scripts/softhsm-token.js";
 import { fingerprintForms } from "../../../src/crypto/fingerprint.js";
-import { pkcs11KeySource } from "../../../src/custody/key-source.js";
 import { MANIFEST_FILE, readManifest, writeManifest } from "../../../src/keystore/file/manifest.js";
 import type { KeyState } from "../../../src/keystore/key-store.js";
 import { parsePkcs11Config } from "../../../src/keystore/pkcs11/config.js";
@@ -98,7 +97,7 @@ export const pkcs11StoreFactory: StoreFactory = {
     };
     for (const key of initial) add(key.name, key.privateKey, key.state);
 
-    const store = await Pkcs11KeyStore.open(
+    const source = await Pkcs11KeyStore.open(
       parsePkcs11Config({
         modulePath: SOFTHSM_MODULE,
         token: { label },
@@ -109,7 +108,7 @@ export const pkcs11StoreFactory: StoreFactory = {
       }),
     );
     return {
-      source: pkcs11KeySource(store),
+      source,
       add,
       setState,
       // Only the public object goes: the next reload leaves the key out (no public twin), while calls
