@@ -2,7 +2,7 @@
  * Fingerprint index shared by both key stores: every accepted spelling of a key's fingerprint maps to
  * its KeyInfo, so a lookup is one Map access and keys are never tried one by one.
  */
-import { type CanonicalFingerprint, normalizeFingerprint } from "../crypto/fingerprint.js";
+import { normalizeFingerprint } from "../crypto/fingerprint.js";
 import type { KeyInfo } from "./key-store.js";
 
 export class KeyIndex<T extends KeyInfo = KeyInfo> {
@@ -22,10 +22,6 @@ export class KeyIndex<T extends KeyInfo = KeyInfo> {
   /** Throws FingerprintError when `fingerprint` is not in an accepted form. */
   lookup(fingerprint: string): T | undefined {
     return this.byName.get(normalizeFingerprint(fingerprint));
-  }
-
-  get(fingerprint: CanonicalFingerprint): T | undefined {
-    return this.byName.get(fingerprint);
   }
 
   list(): readonly T[] {
