@@ -7,6 +7,7 @@ import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { isCanonicalFingerprint } from "../../crypto/fingerprint.js";
+import { KeyStoreError } from "../errors.js";
 import { KEY_STATES } from "../key-store.js";
 
 export const MANIFEST_FILE = "manifest.json";
@@ -29,8 +30,8 @@ export const manifestSchema = z.strictObject({
 export type Manifest = z.infer<typeof manifestSchema>;
 export type ManifestEntry = z.infer<typeof entrySchema>;
 
-export class ManifestError extends Error {
-  override readonly name = "ManifestError";
+export class ManifestError extends KeyStoreError {
+  readonly code = "KEY_MANIFEST_INVALID";
 }
 
 /** An absent manifest is an empty one: every key then loads as active. */

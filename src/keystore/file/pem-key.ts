@@ -5,12 +5,13 @@
  */
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
+import { KeyStoreError } from "../errors.js";
 
 export const MIN_KEY_BITS = 2048;
 export const MAX_KEY_BITS = 4096;
 
-export class KeyFileError extends Error {
-  override readonly name = "KeyFileError";
+export class KeyFileError extends KeyStoreError {
+  readonly code = "KEY_FILE_INVALID";
 }
 
 export interface LoadedPrivateKey {

@@ -7,6 +7,7 @@
  * in config would end up in process listings, shell history and support tickets.
  */
 import { z } from "zod";
+import { KeyStoreError } from "../errors.js";
 import { parsePkcs11Uri } from "./uri.js";
 
 export const MECHANISMS = ["auto", "rsa-pkcs-oaep", "rsa-x509"] as const;
@@ -60,8 +61,8 @@ export type Pkcs11StoreConfig = z.output<typeof pkcs11ConfigSchema>;
 export type Pkcs11StoreConfigInput = z.input<typeof pkcs11ConfigSchema>;
 export type KeySelector = z.output<typeof keySelectorSchema>;
 
-export class Pkcs11ConfigError extends Error {
-  override readonly name = "Pkcs11ConfigError";
+export class Pkcs11ConfigError extends KeyStoreError {
+  readonly code = "PKCS11_CONFIG_INVALID";
 }
 
 export function parsePkcs11Config(input: unknown): Pkcs11StoreConfig {

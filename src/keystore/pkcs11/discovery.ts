@@ -6,6 +6,7 @@
  */
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { type FingerprintForms, fingerprintForms } from "../../crypto/fingerprint.js";
+import { KeyStoreError } from "../errors.js";
 import type { KeySelector } from "./config.js";
 import { findObjects, type PKCS11, pkcs11js, readAttributes } from "./module.js";
 
@@ -23,8 +24,8 @@ export interface DiscoveredKey {
   readonly modulus: Buffer;
 }
 
-export class KeyDiscoveryError extends Error {
-  override readonly name = "KeyDiscoveryError";
+export class KeyDiscoveryError extends KeyStoreError {
+  readonly code = "PKCS11_KEY_DISCOVERY_FAILED";
 }
 
 function unsigned(bytes: Buffer): Buffer {

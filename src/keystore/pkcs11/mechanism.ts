@@ -12,6 +12,7 @@
 import { constants, publicEncrypt, randomBytes } from "node:crypto";
 import { GCM_KEY_BYTES } from "../../crypto/aes-gcm.js";
 import { oaepSha256DecodeInto } from "../../crypto/oaep-decode.js";
+import { KeyStoreError } from "../errors.js";
 import type { KeyMechanism, MechanismChoice } from "./config.js";
 import type { DiscoveredKey } from "./discovery.js";
 import { type PKCS11, pkcs11js } from "./module.js";
@@ -88,8 +89,8 @@ export interface ProbeResult {
   readonly oaepRefused?: string;
 }
 
-export class MechanismError extends Error {
-  override readonly name = "MechanismError";
+export class MechanismError extends KeyStoreError {
+  readonly code = "PKCS11_MECHANISM_UNUSABLE";
 }
 
 export async function probeMechanism(

@@ -4,10 +4,11 @@
  * rotate the file without a restart.
  */
 import { readFileSync, statSync } from "node:fs";
+import { KeyStoreError } from "../errors.js";
 import type { Pkcs11StoreConfig } from "./config.js";
 
-export class PinSourceError extends Error {
-  override readonly name = "PinSourceError";
+export class PinSourceError extends KeyStoreError {
+  readonly code = "PKCS11_PIN_SOURCE_INVALID";
 }
 
 export function readPin(source: Pkcs11StoreConfig["pin"]): string {

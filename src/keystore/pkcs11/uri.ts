@@ -8,6 +8,8 @@
  * is refused too: a PIN inside a URI ends up in config files, process listings and logs.
  */
 
+import { KeyStoreError } from "../errors.js";
+
 const PATH_ATTRIBUTES = new Set([
   "token",
   "manufacturer",
@@ -26,8 +28,8 @@ const PATH_ATTRIBUTES = new Set([
 const QUERY_ATTRIBUTES = new Set(["module-path", "module-name", "pin-source"]);
 const OBJECT_TYPES = new Set(["private", "public", "cert", "secret-key", "data"]);
 
-export class Pkcs11UriError extends Error {
-  override readonly name = "Pkcs11UriError";
+export class Pkcs11UriError extends KeyStoreError {
+  readonly code = "PKCS11_URI_INVALID";
 }
 
 export interface Pkcs11Uri {

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { fingerprintForms } from "../../../src/crypto/fingerprint.js";
+import { KeyStoreError } from "../../../src/keystore/errors.js";
 import { FileKeyStore } from "../../../src/keystore/file/file-key-store.js";
 import { writeManifest } from "../../../src/keystore/file/manifest.js";
 
@@ -186,6 +187,20 @@ describe("FileKeyStore", () => {
     expect((await store.reload()).warnings).toEqual([
       `manifest.json names ${fpA.canonical}, but no key file in the directory has it`,
     ]);
+  });
+
+  it("refuses with transport-free errors that carry a stable code", () => {
+    const d = dir();
+    put(d, "open.pem", pkcs8(keyA), 0o644);
+    const refusal = (() => {
+      try {
+        FileKeyStore.open({ dir: d });
+      } catch (err) {
+        return err;
+      }
+    })();
+    expect(refusal).toBeInstanceOf(KeyStoreError);
+    expect(refusal).toMatchObject({ code: "KEY_FILE_INVALID", name: "KeyFileError" });
   });
 
   it("computes the fingerprint openssl prints for the key's SPKI", async () => {
