@@ -1,20 +1,33 @@
 /**
- * The pool of worker threads that run re-encryptions (piscina), sized to the cores: RSA private
- * operations are CPU-bound and the main thread must stay free for TLS and gRPC framing.
+ * The pool of worker threads that run re-encryptions, sized to the cores: RSA private operations are
+ * CPU-bound and the main thread must stay free for TLS and gRPC framing.
  *
- * The call's Key goes with the job. A key that lives in this process (Key.inProcess) travels with the
- * task (cloning a KeyObject shares the native key, it costs nothing measurable); for any other key the
- * worker gets a MessagePort to ask the main thread for the unwrap (worker/worker-keys.ts).
+ * Hand-written rather than a general pool library: piscina's per-task machinery (task objects, async
+ * resources, Atomics signalling, per-task promises and events) measured 108-114 µs of main-thread CPU
+ * per task, ~25x a bare postMessage, and was the largest item on the main thread after the transport
+ * (BENCHMARKS.md). Here each worker has its one long-lived port; a task is one postMessage whose bytes
+ * (the parsed JWE, and the content key for a token) travel in one transferred ArrayBuffer; replies are
+ * matched by id. A task goes to the least busy worker, at most TASKS_PER_WORKER each, then waits in a
+ * bounded queue; a full queue is OVERLOADED (RESOURCE_EXHAUSTED). A worker that dies fails its calls
+ * with INTERNAL and is replaced.
+ *
+ * The call's Key decides where the RSA operation runs. A key that lives in this process (Key.inProcess,
+ * the file store) is unwrapped by the worker with its own copy (worker/worker-keys.ts), sent once per
+ * worker and key-set generation. Any other key (a token's) is unwrapped here before dispatch, and only
+ * the 32-byte content key goes to the worker: real or random, the worker cannot tell, and the token
+ * sees the same calls either way (the UnwrapKey contract).
  */
+import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
-import { MessageChannel } from "node:worker_threads";
-import { Piscina } from "piscina";
-import type { UnwrapKey } from "../crypto/jwe-decrypt.js";
+import { Worker } from "node:worker_threads";
+import type { ParsedJwe } from "../crypto/jwe-decrypt.js";
 import type { Key } from "../keystore/key-store.js";
 import type { KnotUser } from "./card/knot-user.js";
-import { OverloadedError, toGrpcFailure } from "./errors.js";
-import type { ReencryptResult, ReencryptTask, UnwrapReply } from "./worker/task.js";
+import { InternalError, OverloadedError, toGrpcFailure } from "./errors.js";
+import { CONTENT_KEY_BYTES, type ReencryptResult, type WorkerReply, type WorkerTask } from "./worker/task.js";
+
+export type { ReencryptResult } from "./worker/task.js";
 
 export interface ReencryptorOptions {
   /** Worker threads; defaults to the number of cores. */
@@ -24,14 +37,37 @@ export interface ReencryptorOptions {
 }
 
 export interface ReencryptJob {
-  readonly secretsJwe: string;
+  /** Parsed and checked at the service boundary; the worker uses its bytes without parsing again. */
+  readonly jwe: ParsedJwe;
   readonly knotJwk: string;
   readonly user: KnotUser;
   readonly now: number;
   readonly deadline: number;
 }
 
+/**
+ * Each worker holds a few tasks in its port's queue, so it starts the next one as soon as one ends
+ * instead of idling until the main thread (busy with TLS and gRPC) hands it more work. The tasks are
+ * CPU-bound and synchronous inside, so they still run one after another.
+ */
 const TASKS_PER_WORKER = 4;
+
+type Pending = { readonly resolve: (result: ReencryptResult) => void };
+/**
+ * How the task carries its key, decided when a worker is chosen: whether a file-store key must travel
+ * depends on what that worker already holds.
+ */
+type Carry = (slot: Slot) => WorkerTask["key"];
+type Queued = { readonly task: Omit<WorkerTask, "key">; readonly carry: Carry; readonly pending: Pending };
+
+interface Slot {
+  readonly worker: Worker;
+  readonly inFlight: Map<number, Pending>;
+  /** Mirror of the worker's key copies (worker-keys.ts): which keys it holds, for its newest generation. */
+  readonly held: Set<string>;
+  newestGeneration: number;
+  lastError?: string;
+}
 
 function workerEntry(): { filename: string; execArgv: string[] } {
   // Running from TypeScript sources (tsx, vitest): the worker is a .ts file and needs tsx's loader too.
@@ -41,70 +77,209 @@ function workerEntry(): { filename: string; execArgv: string[] } {
   return { filename: fileURLToPath(url), execArgv };
 }
 
+const UNWRAPPED = { kind: "unwrapped" } as const;
+
+const overloaded = (): ReencryptResult => ({
+  ok: false,
+  failure: toGrpcFailure(new OverloadedError("custody is at capacity; retry with backoff")),
+});
+
 export class Reencryptor {
-  private readonly pool: Piscina<ReencryptTask, ReencryptResult>;
   readonly workers: number;
+  private readonly slots: Slot[] = [];
+  private readonly queue: Queued[] = [];
+  private readonly entry = workerEntry();
+  private nextId = 1;
+  private closing = false;
+  private drained: (() => void) | undefined;
 
   constructor(private readonly options: ReencryptorOptions) {
     this.workers = options.workers ?? availableParallelism();
-    this.pool = new Piscina({
-      ...workerEntry(),
-      minThreads: this.workers,
-      maxThreads: this.workers,
-      idleTimeout: Number.POSITIVE_INFINITY,
-      maxQueue: options.maxQueue,
-      // Each worker holds a few jobs in its own queue, so it starts the next one as soon as one ends
-      // instead of idling until the main thread (busy with TLS and gRPC) hands it more work. The jobs
-      // are CPU-bound and synchronous inside, so they still run one after another.
-      concurrentTasksPerWorker: TASKS_PER_WORKER,
-    });
+    for (let i = 0; i < this.workers; i++) this.slots.push(this.spawn());
+  }
+
+  /** The live worker threads (tests end one mid-call to check recovery). */
+  get threads(): readonly Worker[] {
+    return this.slots.map((slot) => slot.worker);
   }
 
   /**
-   * Loads the worker modules now, so the first real calls do not pay for it: jobs whose deadline has
+   * Loads the worker modules now, so the first real calls do not pay for it: tasks whose deadline has
    * already passed go through every worker's entry point and return before any key is touched.
    */
   async warmUp(): Promise<void> {
-    const expired = { secretsJwe: "", knotJwk: "", user: {} as KnotUser, now: 0, deadline: 0 };
-    await Promise.all(Array.from({ length: this.workers * 2 }, () => this.pool.run(expired)));
-  }
-
-  async run(job: ReencryptJob, key: Key): Promise<ReencryptResult> {
-    if (this.pool.queueSize >= this.options.maxQueue)
-      throw new OverloadedError("custody is at capacity; retry with backoff");
-    const { info, generation, inProcess } = key;
-    if (inProcess) return this.pool.run({ ...job, key: { info, generation, inProcess } });
-    const { port1, port2 } = new MessageChannel();
-    port1.on("message", async (encryptedKey: Uint8Array) => {
-      const reply = await answerUnwrap(key.unwrap, encryptedKey);
-      port1.postMessage(reply, reply.ok ? [reply.cek.buffer as ArrayBuffer] : []);
-    });
-    try {
-      return await this.pool.run(
-        { ...job, key: { info, generation, unwrapPort: port2 } },
-        { transferList: [port2] },
+    const results = await Promise.all(
+      this.slots.map((slot) => {
+        const task = {
+          id: this.nextId++,
+          bytes: new ArrayBuffer(0),
+          aadLength: 0,
+          encryptedKeyLength: 0,
+          ciphertextLength: 0,
+          knotJwk: "",
+          user: {} as KnotUser,
+          now: 0,
+          deadline: 0,
+        };
+        return new Promise<ReencryptResult>((resolve) => this.send(slot, task, { resolve }));
+      }),
+    );
+    // A worker that cannot load its modules would be replaced forever: stop the start-up instead.
+    const broken = results.find((r) => r.ok || r.failure.code !== "DEADLINE_EXCEEDED");
+    if (broken)
+      throw new Error(
+        `a re-encryption worker failed to start (${broken.ok ? "answered" : (broken.internalKind ?? broken.failure.code)})`,
       );
-    } finally {
-      port1.close();
-    }
   }
 
+  /** Resolves with the result or a failure; rejects only on a bug. */
+  async run(job: ReencryptJob, key: Key): Promise<ReencryptResult> {
+    if (this.closing || !this.hasRoom()) return overloaded();
+    if (key.inProcess) {
+      const { fingerprint } = key.info;
+      return this.submit(job, pack(job.jwe, undefined), (slot) => {
+        const id = `${key.generation}:${fingerprint}`;
+        if (key.generation > slot.newestGeneration) {
+          slot.newestGeneration = key.generation;
+          slot.held.clear();
+        }
+        if (slot.held.has(id)) return { kind: "in-process", fingerprint, generation: key.generation };
+        if (key.generation === slot.newestGeneration) slot.held.add(id);
+        return { kind: "in-process", fingerprint, generation: key.generation, privateKey: key.inProcess };
+      });
+    }
+    let cek: Buffer;
+    try {
+      cek = await key.unwrap(job.jwe.encryptedKey);
+    } catch (err) {
+      return { ok: false, failure: toGrpcFailure(err) };
+    }
+    let packed: Packed;
+    try {
+      // The length is the store's public output; a store that breaks the contract gets the one
+      // decrypt failure (as in decryptJwe), not a misaligned task.
+      packed = pack(job.jwe, cek.length === CONTENT_KEY_BYTES ? cek : randomBytes(CONTENT_KEY_BYTES));
+    } finally {
+      cek.fill(0);
+    }
+    return this.submit(job, packed, () => UNWRAPPED);
+  }
+
+  /** Waits for the tasks already accepted, then stops the workers. */
   async close(): Promise<void> {
-    await this.pool.close();
+    this.closing = true;
+    if (this.pendingCount() > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
+  }
+
+  private hasRoom(): boolean {
+    return this.queue.length < this.options.maxQueue || this.leastBusy() !== undefined;
+  }
+
+  private pendingCount(): number {
+    return this.queue.length + this.slots.reduce((n, slot) => n + slot.inFlight.size, 0);
+  }
+
+  private leastBusy(): Slot | undefined {
+    let best: Slot | undefined;
+    for (const slot of this.slots) {
+      if (slot.inFlight.size < TASKS_PER_WORKER && (!best || slot.inFlight.size < best.inFlight.size))
+        best = slot;
+    }
+    return best;
+  }
+
+  private submit(job: ReencryptJob, packed: Packed, carry: Carry): Promise<ReencryptResult> {
+    return new Promise((resolve) => {
+      const task = {
+        id: this.nextId++,
+        ...packed,
+        knotJwk: job.knotJwk,
+        user: job.user,
+        now: job.now,
+        deadline: job.deadline,
+      };
+      const slot = this.leastBusy();
+      if (slot) return this.send(slot, { ...task, key: carry(slot) }, { resolve });
+      if (this.queue.length >= this.options.maxQueue) {
+        new Uint8Array(packed.bytes).fill(0);
+        return resolve(overloaded());
+      }
+      this.queue.push({ task, carry, pending: { resolve } });
+    });
+  }
+
+  private send(slot: Slot, task: WorkerTask, pending: Pending): void {
+    slot.inFlight.set(task.id, pending);
+    slot.worker.postMessage(task, [task.bytes]);
+  }
+
+  private pump(): void {
+    let slot = this.leastBusy();
+    while (slot && this.queue.length > 0) {
+      const { task, carry, pending } = this.queue.shift()!;
+      this.send(slot, { ...task, key: carry(slot) }, pending);
+      slot = this.leastBusy();
+    }
+    if (this.drained && this.pendingCount() === 0) this.drained();
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(this.entry.filename, { execArgv: this.entry.execArgv });
+    const slot: Slot = { worker, inFlight: new Map(), held: new Set(), newestGeneration: 0 };
+    worker.on("message", (reply: WorkerReply) => {
+      const pending = slot.inFlight.get(reply.id);
+      if (!pending) return;
+      slot.inFlight.delete(reply.id);
+      pending.resolve(reply);
+      this.pump();
+    });
+    // An uncaught error ends the worker; 'exit' follows and fails its calls.
+    worker.on("error", (err) => {
+      slot.lastError = err instanceof Error ? err.name : typeof err;
+    });
+    worker.on("exit", () => {
+      if (this.closing && this.pendingCount() === 0) return;
+      const failure = toGrpcFailure(new InternalError());
+      const internalKind = `WorkerExited(${slot.lastError ?? "terminated"})`;
+      const lost = [...slot.inFlight.values()];
+      slot.inFlight.clear();
+      this.slots[this.slots.indexOf(slot)] = this.spawn();
+      for (const pending of lost) pending.resolve({ ok: false, failure, internalKind });
+      this.pump();
+    });
+    return slot;
   }
 }
 
-async function answerUnwrap(unwrap: UnwrapKey, encryptedKey: Uint8Array): Promise<UnwrapReply> {
-  try {
-    const cek = await unwrap(
-      Buffer.from(encryptedKey.buffer, encryptedKey.byteOffset, encryptedKey.byteLength),
-    );
-    // A fresh ArrayBuffer of exactly the key, transferred (not copied) to the worker.
-    const copy = new Uint8Array(cek.length);
-    copy.set(cek);
-    cek.fill(0);
-    return { ok: true, cek: copy };
-  } catch (err) {
-    return { ok: false, failure: toGrpcFailure(err) };
+interface Packed {
+  readonly bytes: ArrayBuffer;
+  readonly aadLength: number;
+  readonly encryptedKeyLength: number;
+  readonly ciphertextLength: number;
+}
+
+/**
+ * The JWE's parts (and the content key, when it was unwrapped here) copied into one fresh ArrayBuffer
+ * that is transferred, not cloned. The parts themselves may sit in Node's shared Buffer pool, which
+ * cannot be transferred.
+ */
+function pack(jwe: ParsedJwe, cek: Buffer | undefined): Packed {
+  const parts = cek
+    ? [cek, jwe.aad, jwe.iv, jwe.ciphertext, jwe.tag]
+    : [jwe.aad, jwe.encryptedKey, jwe.iv, jwe.ciphertext, jwe.tag];
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
   }
+  return {
+    bytes: bytes.buffer,
+    aadLength: jwe.aad.length,
+    encryptedKeyLength: cek ? 0 : jwe.encryptedKey.length,
+    ciphertextLength: jwe.ciphertext.length,
+  };
 }

@@ -7,7 +7,7 @@
 import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { normalizeFingerprint } from "../crypto/fingerprint.js";
-import { parseCompactJwe } from "../crypto/jwe-decrypt.js";
+import { type ParsedJwe, parseCompactJwe } from "../crypto/jwe-decrypt.js";
 import { cachedKnotJwkParser, type KnotRecipient } from "../crypto/knot-jwk.js";
 import type { KeyStore } from "../keystore/key-store.js";
 import type { ReencryptForKnotRequest__Output } from "../shared/generated/custody/v1/ReencryptForKnotRequest.js";
@@ -100,8 +100,10 @@ export function reencryptHandler(deps: ServiceDeps) {
       } catch (err) {
         refuse(err);
       }
+      // Parsed once, here: the worker gets these bytes and does not parse again.
+      let jwe: ParsedJwe;
       try {
-        parseCompactJwe(req.secrets_jwe);
+        jwe = parseCompactJwe(req.secrets_jwe);
       } catch (err) {
         refuse(err);
       }
@@ -150,7 +152,7 @@ export function reencryptHandler(deps: ServiceDeps) {
       if (Date.now() > deadline)
         refuse(new DeadlineExceededError("the deadline passed before custody started"));
       const result = await deps.reencryptor.run(
-        { secretsJwe: req.secrets_jwe, knotJwk: req.knot_jwk, user, now: now.getTime(), deadline },
+        { jwe, knotJwk: req.knot_jwk, user, now: now.getTime(), deadline },
         key,
       );
       if (!result.ok) {

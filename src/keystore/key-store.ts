@@ -1,7 +1,6 @@
 /**
- * The one key abstraction. The PEM directory store, the PKCS#11 token store and a re-encryption
- * worker's view of the keys all implement `KeyStore`: look a key up by fingerprint, get its public
- * metadata and its one private operation, `unwrap` (RSA-OAEP-256 decryption of a JWE encrypted key).
+ * The one key abstraction. The PEM directory store and the PKCS#11 token store implement `KeyStore`:
+ * look a key up by fingerprint, get its public metadata and its one private operation, `unwrap` (RSA-OAEP-256 decryption of a JWE encrypted key).
  * No method returns the private key itself, so a caller cannot leak what it never holds. Keys are
  * indexed by the fingerprint computed from their public key at load time (see src/crypto/fingerprint.ts),
  * never by a configured name.
@@ -45,9 +44,8 @@ export interface Key {
   readonly unwrap: UnwrapKey;
   /**
    * Set when the private key already lives in this process (the file store): a worker thread may then
-   * make its own copy and unwrap without a round trip to this thread. Only the worker's view of the
-   * key store reads it. Absent for keys that never leave their device (a token), whose unwrap the
-   * worker asks this thread for.
+   * make its own copy and unwrap there. Only the worker pool reads it. Absent for keys that never leave
+   * their device (a token), which the main thread unwraps before handing the call to a worker.
    */
   readonly inProcess?: KeyObject;
 }

@@ -1,26 +1,59 @@
 /**
- * Piscina worker: one ReencryptForKnot job. The Dotva plaintext is produced and overwritten here (inside
- * reencryptForKnot); only the output JWE and the card's last four digits are returned.
+ * Re-encryption worker thread: one ReencryptForKnot job per message on its parent port. The Dotva
+ * plaintext is produced and overwritten here (inside reencryptForKnot); only the output JWE and the
+ * card's last four digits are returned.
  */
-
-import { parseCompactJwe } from "../../crypto/jwe-decrypt.js";
+import { parentPort } from "node:worker_threads";
+import { GCM_IV_BYTES, GCM_TAG_BYTES } from "../../crypto/aes-gcm.js";
+import { JWE_ALG, JWE_ENC, type ParsedJwe, type UnwrapKey } from "../../crypto/jwe-decrypt.js";
 import { cachedKnotJwkParser } from "../../crypto/knot-jwk.js";
 import { DeadlineExceededError, toGrpcFailure } from "../errors.js";
 import { reencryptForKnot } from "../reencrypt.js";
-import type { ReencryptResult, ReencryptTask } from "./task.js";
-import { workerKeyStore } from "./worker-keys.js";
+import { CONTENT_KEY_BYTES, type ReencryptResult, type WorkerReply, type WorkerTask } from "./task.js";
+import { inProcessUnwrap, unwrappedKey } from "./worker-keys.js";
 
 const recipientFor = cachedKnotJwkParser();
 
-export default async function reencrypt(task: ReencryptTask): Promise<ReencryptResult> {
+/**
+ * The JWE the main thread parsed and checked, as views into the transferred buffer: no second parse.
+ * The header's kid was only for the key lookup, which the main thread did.
+ */
+function unpack(task: WorkerTask, offset: number): ParsedJwe {
+  const bytes = Buffer.from(task.bytes);
+  let at = offset;
+  const next = (length: number) => {
+    const part = bytes.subarray(at, at + length);
+    at += length;
+    return part;
+  };
+  return {
+    header: { alg: JWE_ALG, enc: JWE_ENC },
+    aad: next(task.aadLength),
+    encryptedKey: next(task.encryptedKeyLength),
+    iv: next(GCM_IV_BYTES),
+    ciphertext: next(task.ciphertextLength),
+    tag: next(GCM_TAG_BYTES),
+  };
+}
+
+async function reencrypt(task: WorkerTask): Promise<ReencryptResult> {
   try {
     if (Date.now() > task.deadline)
       throw new DeadlineExceededError("the deadline passed while the call was queued");
-    const key = task.key && workerKeyStore(task.key).get(task.key.info.fingerprint);
+    const key = task.key;
     if (!key) throw new Error("a re-encryption task arrived without its key");
+    let unwrap: UnwrapKey;
+    let jwe: ParsedJwe;
+    if (key.kind === "in-process") {
+      unwrap = inProcessUnwrap(key);
+      jwe = unpack(task, 0);
+    } else {
+      unwrap = unwrappedKey(Buffer.from(task.bytes, 0, CONTENT_KEY_BYTES));
+      jwe = unpack(task, CONTENT_KEY_BYTES);
+    }
     const out = await reencryptForKnot({
-      jwe: parseCompactJwe(task.secretsJwe),
-      unwrap: key.unwrap,
+      jwe,
+      unwrap,
       recipient: recipientFor(task.knotJwk),
       user: task.user,
       now: new Date(task.now),
@@ -31,6 +64,13 @@ export default async function reencrypt(task: ReencryptTask): Promise<ReencryptR
     if (failure.code !== "INTERNAL") return { ok: false, failure };
     return { ok: false, failure, internalKind: err instanceof Error ? err.name : typeof err };
   } finally {
-    if (task.key && "unwrapPort" in task.key) task.key.unwrapPort.close();
+    // A content key the main thread unwrapped is overwritten even when the job never reached decryption.
+    if (task.key?.kind === "unwrapped") new Uint8Array(task.bytes, 0, CONTENT_KEY_BYTES).fill(0);
   }
 }
+
+const port = parentPort;
+if (!port) throw new Error("reencrypt-worker runs only as a worker thread");
+port.on("message", (task: WorkerTask) => {
+  void reencrypt(task).then((result) => port.postMessage({ id: task.id, ...result } satisfies WorkerReply));
+});

@@ -1,26 +1,43 @@
 /**
- * What crosses between the main thread and a re-encryption worker. Inputs are ciphertext, a public
- * JWK, the cardholder profile and the key the call looked up; the result is the output JWE or a failure
+ * What crosses between the main thread and a re-encryption worker, on the worker's one long-lived
+ * port. Inputs are the parsed JWE's bytes (one transferred ArrayBuffer, not a cloned object), a public
+ * JWK, the cardholder profile and how to get the content key; the result is the output JWE or a failure
  * description whose message never holds input values. Plaintext card data never appears in either.
  */
 import type { KeyObject } from "node:crypto";
-import type { MessagePort } from "node:worker_threads";
-import type { KeyInfo } from "../../keystore/key-store.js";
 import type { KnotUser } from "../card/knot-user.js";
 import type { GrpcFailure } from "../errors.js";
 
-/**
- * The call's key as it travels to the worker, the worker's view of the key store is made from it:
- * the private key when it lives in this process (Key.inProcess; the worker makes its own copy), or
- * else the port on which the worker asks the main thread for the unwrap.
- */
-export type CarriedKey = { readonly info: KeyInfo; readonly generation: number } & (
-  | { readonly inProcess: KeyObject }
-  | { readonly unwrapPort: MessagePort }
-);
+/** Bytes at the start of `WorkerTask.bytes` when the main thread unwrapped the content key. */
+export const CONTENT_KEY_BYTES = 32;
 
-export interface ReencryptTask {
-  readonly secretsJwe: string;
+/**
+ * How the worker gets the call's content key:
+ *   - in-process: the worker unwraps with its own copy of the file store's private key, kept per key-set
+ *     generation (worker-keys.ts). `privateKey` travels only the first time a worker needs that key of
+ *     that generation; the pool mirrors the worker's cache to know when.
+ *   - unwrapped: the main thread already asked the token; the first CONTENT_KEY_BYTES of `bytes` are the
+ *     content key, the real one or a random one, which the worker cannot tell apart.
+ */
+export type CarriedKey =
+  | {
+      readonly kind: "in-process";
+      readonly fingerprint: string;
+      readonly generation: number;
+      readonly privateKey?: KeyObject;
+    }
+  | { readonly kind: "unwrapped" };
+
+export interface WorkerTask {
+  readonly id: number;
+  /**
+   * Transferred: [content key, when unwrapped] | protected header (AAD) | encrypted key (absent when
+   * unwrapped) | IV | ciphertext | tag. IV and tag have their fixed A256GCM lengths.
+   */
+  readonly bytes: ArrayBuffer;
+  readonly aadLength: number;
+  readonly encryptedKeyLength: number;
+  readonly ciphertextLength: number;
   readonly knotJwk: string;
   readonly user: KnotUser;
   /** Epoch ms: the time the card's expiry is checked against. */
@@ -40,11 +57,4 @@ export type ReencryptResult =
       readonly internalKind?: string;
     };
 
-/**
- * Messages on the unwrap port: worker → main is the encrypted key; main → worker is one of these. A
- * ciphertext that does not decrypt is no failure here (the store answers with a random content key);
- * a failure is the store being unable to work.
- */
-export type UnwrapReply =
-  | { readonly ok: true; readonly cek: Uint8Array }
-  | { readonly ok: false; readonly failure: GrpcFailure };
+export type WorkerReply = { readonly id: number } & ReencryptResult;
