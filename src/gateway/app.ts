@@ -1,7 +1,9 @@
 /**
  * Assembles the gateway: Fastify for the partner webhooks (and, unless GATEWAY_INTERNAL_PORT splits it
  * off, the internal API and metrics), storage, the custody client, the Knot client and the send-card
- * worker. `startGateway` is what main.ts, the demo and the tests call.
+ * worker. `buildGateway` wires everything without opening a socket or starting the worker (route tests
+ * drive it with inject()); `listen` then opens the ports and starts the worker. `startGateway` does
+ * both, and is what main.ts, the demo and the process tests call.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
 import pino from "pino";
@@ -20,6 +22,7 @@ import {
 } from "./errors.js";
 import { registerHealthRoutes } from "./health.js";
 import { registerRawJson } from "./http/raw-json.js";
+import { useZodSchemas } from "./http/zod-schema.js";
 import { registerInternalRoutes } from "./internal/routes.js";
 import { KnotClient } from "./knot/client.js";
 import { registerKnotRoute } from "./knot/route.js";
@@ -32,15 +35,22 @@ import type { GatewayRepository } from "./storage/repository.js";
 // Webhook bodies are small JSON documents; 64 KiB leaves room for a 4096-bit JWE and Knot's extras.
 const BODY_LIMIT = 64 * 1024;
 
-export interface RunningGateway {
+export interface BuiltGateway {
   /** The partner-facing Fastify instance (tests drive it with inject()). */
   readonly app: FastifyInstance;
-  readonly url: string;
-  readonly internalUrl: string;
+  /** The internal API's instance: `app` itself unless GATEWAY_INTERNAL_PORT splits it off. */
+  readonly internal: FastifyInstance;
   readonly repo: GatewayRepository;
   readonly metrics: GatewayMetrics;
   readonly worker: SendCardWorker;
+  /** Opens the configured ports and starts the send-card worker. */
+  listen(): Promise<RunningGateway>;
   close(): Promise<void>;
+}
+
+export interface RunningGateway extends BuiltGateway {
+  readonly url: string;
+  readonly internalUrl: string;
 }
 
 function toGatewayError(error: FastifyError): GatewayError {
@@ -69,6 +79,7 @@ function baseApp(config: GatewayConfig, logger: pino.Logger): FastifyInstance {
     bodyLimit: BODY_LIMIT,
   });
   registerRawJson(app, BODY_LIMIT);
+  useZodSchemas(app);
   app.setErrorHandler((error: FastifyError, req, reply) => {
     const mapped = toGatewayError(error);
     if (mapped.statusCode >= 500) req.log.error({ err: error, code: mapped.code }, "request failed");
@@ -89,6 +100,16 @@ export interface StartOptions {
 }
 
 export async function startGateway(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningGateway> {
+  const built = await buildGateway(config, opts);
+  try {
+    return await built.listen();
+  } catch (error) {
+    await built.close();
+    throw error;
+  }
+}
+
+export async function buildGateway(config: GatewayConfig, opts: StartOptions = {}): Promise<BuiltGateway> {
   const logger = opts.logger ?? pino(loggerOptions(config.logLevel));
   if (config.env === "development") {
     logger.warn(
@@ -113,6 +134,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
     custody,
     metrics,
     log: logger.child({ component: "send-card" }),
+    retention: config.secrets,
     attemptTimeoutMs: sc.attemptTimeoutMs,
     leaseMs: sc.leaseMs,
     backoff: { baseMs: sc.backoffBaseMs, capMs: sc.backoffCapMs },
@@ -142,20 +164,21 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
   registerHealthRoutes(internal, { repo, custody, metrics });
   if (internal !== pub) registerHealthRoutes(pub, { repo, custody });
 
-  const url = await pub.listen({ host: config.host, port: config.port });
-  const internalUrl =
-    internal === pub ? url : await internal.listen({ host: config.host, port: config.internalPort ?? 0 });
-  worker.start();
-  logger.info({ url, internalUrl, storage: repo.driver }, "gateway listening");
-
   let closed = false;
-  return {
+  const built: BuiltGateway = {
     app: pub,
-    url,
-    internalUrl,
+    internal,
     repo,
     metrics,
     worker,
+    async listen() {
+      const url = await pub.listen({ host: config.host, port: config.port });
+      const internalUrl =
+        internal === pub ? url : await internal.listen({ host: config.host, port: config.internalPort ?? 0 });
+      worker.start();
+      logger.info({ url, internalUrl, storage: repo.driver }, "gateway listening");
+      return { ...built, url, internalUrl };
+    },
     async close() {
       if (closed) return;
       closed = true;
@@ -167,4 +190,5 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions = {
       await repo.close();
     },
   };
+  return built;
 }

@@ -12,66 +12,143 @@ interface VariableSpec {
   readonly name: string;
   readonly help: string;
   readonly secret?: boolean;
+  /** The value used when the variable is unset; the schema below reads it from here, nowhere else. */
+  readonly default?: string;
 }
 
 /** Every variable the gateway reads, in the order `--help` prints them. */
-export const VARIABLES: readonly VariableSpec[] = [
+export const VARIABLES = [
   {
     name: "GATEWAY_ENV",
-    help: "production (default) or development; development unlocks the unsafe switches",
+    help: "production or development; development unlocks the unsafe switches",
+    default: "production",
   },
-  { name: "GATEWAY_HOST", help: "listen address for the partner webhooks (default 127.0.0.1)" },
-  { name: "GATEWAY_PORT", help: "listen port for the partner webhooks (default 8080; 0 picks a free port)" },
+  { name: "GATEWAY_HOST", help: "listen address for the partner webhooks", default: "127.0.0.1" },
+  {
+    name: "GATEWAY_PORT",
+    help: "listen port for the partner webhooks (0 picks a free port)",
+    default: "8080",
+  },
   { name: "GATEWAY_INTERNAL_PORT", help: "if set, the internal /v1 API listens on this port instead" },
-  { name: "GATEWAY_LOG_LEVEL", help: "pino level: fatal, error, warn, info (default), debug, trace" },
-  { name: "GATEWAY_TRUST_PROXY", help: "hops of X-Forwarded-For to trust for the client IP (default 0)" },
-  { name: "GATEWAY_STORAGE", help: "sqlite (default, embedded) or postgres (several instances)" },
-  { name: "GATEWAY_SQLITE_PATH", help: "SQLite database file (default ./data/gateway.sqlite)" },
-  { name: "GATEWAY_DATABASE_URL", help: "PostgreSQL connection string, required for postgres", secret: true },
+  { name: "GATEWAY_LOG_LEVEL", help: "pino level: fatal, error, warn, info, debug, trace", default: "info" },
+  { name: "GATEWAY_TRUST_PROXY", help: "hops of X-Forwarded-For to trust for the client IP", default: "0" },
+  { name: "GATEWAY_STORAGE", help: "sqlite (embedded) or postgres (several instances)", default: "sqlite" },
+  {
+    name: "GATEWAY_SQLITE_PATH",
+    help: "SQLite database file (created 0600)",
+    default: "./data/gateway.sqlite",
+  },
+  {
+    name: "GATEWAY_DATABASE_URL",
+    help: "PostgreSQL URL, required for postgres; production requires sslmode=verify-full",
+    secret: true,
+  },
   {
     name: "GATEWAY_INTERNAL_TOKEN",
     help: "bearer token for the internal /v1 API (>= 32 chars)",
     secret: true,
   },
+  {
+    name: "GATEWAY_SECRETS_TTL_SECONDS",
+    help: "a card's secrets_jwe is purged this long after Dotva delivered it (a later switch then cannot send it)",
+    default: "2592000",
+  },
+  {
+    name: "GATEWAY_SECRETS_KEEP_AFTER_SEND_SECONDS",
+    help: "after the card's first successful send, secrets_jwe is kept this much longer (0: purged at once)",
+    default: "3600",
+  },
   { name: "DOTVA_SHARED_SECRET", help: "expected value of the Dotva shared-secret header", secret: true },
-  { name: "DOTVA_SHARED_SECRET_HEADER", help: "header carrying it (default x-dotva-secret)" },
+  { name: "DOTVA_SHARED_SECRET_HEADER", help: "header carrying it", default: "x-dotva-secret" },
   { name: "DOTVA_HMAC_SECRET", help: "key of the HMAC-SHA256 over Dotva's raw body", secret: true },
-  { name: "DOTVA_HMAC_HEADER", help: "header carrying that HMAC, hex or base64 (default x-dotva-signature)" },
+  {
+    name: "DOTVA_HMAC_HEADER",
+    help: "header carrying that HMAC, hex or base64",
+    default: "x-dotva-signature",
+  },
   { name: "DOTVA_IP_ALLOWLIST", help: "comma-separated addresses/CIDRs allowed to call /webhooks/dotva" },
-  { name: "KNOT_BASE_URL", help: "Knot API base URL, e.g. https://development.knotapi.com" },
+  {
+    name: "KNOT_BASE_URL",
+    help: "Knot API base URL, https outside development, e.g. https://production.knotapi.com",
+  },
   { name: "KNOT_CLIENT_ID", help: "Knot client id (Basic auth user)" },
   { name: "KNOT_CLIENT_SECRET", help: "Knot secret: Basic auth password and webhook HMAC key", secret: true },
   {
     name: "KNOT_WEBHOOK_VERIFY",
-    help: "true (default); false is accepted only with GATEWAY_ENV=development",
+    help: "true; false is accepted only with GATEWAY_ENV=development",
+    default: "true",
   },
-  { name: "KNOT_IP_ALLOWLIST", help: "comma-separated addresses/CIDRs allowed to call /webhooks/knot" },
-  { name: "KNOT_JWK_TTL_SECONDS", help: "how long a fetched Knot JWE key is reused (default 300)" },
+  {
+    name: "KNOT_IP_ALLOWLIST",
+    help: "comma-separated addresses/CIDRs allowed to call /webhooks/knot (required in production)",
+  },
+  {
+    name: "KNOT_WEBHOOK_TOLERANCE_SECONDS",
+    help: "a Knot webhook whose timestamp is further than this from our clock is refused",
+    default: "900",
+  },
+  { name: "KNOT_JWK_TTL_SECONDS", help: "how long a fetched Knot JWE key is reused", default: "300" },
   {
     name: "KNOT_REDIRECT_ORIGINS",
     help: "comma-separated origins besides KNOT_BASE_URL's that Knot may redirect POST /card to (307/308)",
   },
-  { name: "CUSTODY_ADDRESS", help: "custody gRPC host:port" },
-  { name: "CUSTODY_CA_FILE", help: "PEM CA that signed custody's server certificate" },
-  { name: "CUSTODY_CERT_FILE", help: "PEM client certificate presented to custody (mTLS)" },
-  { name: "CUSTODY_KEY_FILE", help: "PEM private key of that client certificate" },
-  { name: "CUSTODY_SERVER_NAME", help: "TLS name expected in custody's certificate (default: host part)" },
-  { name: "CUSTODY_INSECURE", help: "true = plaintext gRPC; only with GATEWAY_ENV=development" },
-  { name: "SEND_CARD_DEADLINE_MS", help: "time from AUTHENTICATED receipt to give up (default 15000)" },
-  { name: "SEND_CARD_ATTEMPT_TIMEOUT_MS", help: "cap on one custody call or Knot request (default 4000)" },
-  { name: "SEND_CARD_BACKOFF_BASE_MS", help: "first retry's backoff ceiling (default 100)" },
-  { name: "SEND_CARD_BACKOFF_CAP_MS", help: "largest backoff ceiling (default 2000)" },
+  { name: "GATEWAY_CUSTODY_ADDRESS", help: "custody gRPC host:port" },
+  { name: "GATEWAY_CUSTODY_CA_FILE", help: "PEM CA that signed custody's server certificate" },
+  { name: "GATEWAY_CUSTODY_CERT_FILE", help: "PEM client certificate presented to custody (mTLS)" },
+  { name: "GATEWAY_CUSTODY_KEY_FILE", help: "PEM private key of that client certificate" },
+  {
+    name: "GATEWAY_CUSTODY_SERVER_NAME",
+    help: "TLS name expected in custody's certificate (default: the address's host part)",
+  },
+  {
+    name: "GATEWAY_CUSTODY_INSECURE",
+    help: "true = plaintext gRPC; only with GATEWAY_ENV=development",
+    default: "false",
+  },
+  { name: "SEND_CARD_DEADLINE_MS", help: "time from AUTHENTICATED receipt to give up", default: "15000" },
+  { name: "SEND_CARD_ATTEMPT_TIMEOUT_MS", help: "cap on one custody call or Knot request", default: "4000" },
+  { name: "SEND_CARD_BACKOFF_BASE_MS", help: "first retry's backoff ceiling", default: "100" },
+  { name: "SEND_CARD_BACKOFF_CAP_MS", help: "largest backoff ceiling", default: "2000" },
   {
     name: "SEND_CARD_LEASE_MS",
-    help: "how long a claimed job is owned before another worker may take it (default 6000)",
+    help: "how long a claimed job is owned before another worker may take it",
+    default: "6000",
   },
-  { name: "SEND_CARD_POLL_MS", help: "how often to look for jobs (restart, other instances) (default 250)" },
-  { name: "SEND_CARD_CONCURRENCY", help: "send-card jobs run at once per instance (default 32)" },
-];
+  {
+    name: "SEND_CARD_POLL_MS",
+    help: "how often to look for jobs (restart, other instances)",
+    default: "250",
+  },
+  { name: "SEND_CARD_CONCURRENCY", help: "send-card jobs run at once per instance", default: "32" },
+] as const satisfies readonly VariableSpec[];
+
+export type VariableName = (typeof VARIABLES)[number]["name"];
+
+/** The default of each variable that has one, as the environment would spell it. */
+export const DEFAULTS = Object.fromEntries(
+  VARIABLES.flatMap((v) => ("default" in v ? [[v.name, v.default]] : [])),
+) as {
+  readonly [K in (typeof VARIABLES)[number] as K extends { default: string } ? K["name"] : never]: string;
+};
+
+/**
+ * Names this gateway read before issue 14 renamed them: custody has variables of its own, and a
+ * gateway variable must not look like one of them. Set in the gateway's environment, each stops the
+ * start-up naming its replacement, so a deployment is never half-configured by a silently ignored name.
+ */
+export const RENAMED: Readonly<Record<string, VariableName>> = {
+  CUSTODY_ADDRESS: "GATEWAY_CUSTODY_ADDRESS",
+  CUSTODY_CA_FILE: "GATEWAY_CUSTODY_CA_FILE",
+  CUSTODY_CERT_FILE: "GATEWAY_CUSTODY_CERT_FILE",
+  CUSTODY_KEY_FILE: "GATEWAY_CUSTODY_KEY_FILE",
+  CUSTODY_SERVER_NAME: "GATEWAY_CUSTODY_SERVER_NAME",
+  CUSTODY_INSECURE: "GATEWAY_CUSTODY_INSECURE",
+};
 
 const bool = z.enum(["true", "false"]).transform((v) => v === "true");
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveMs = z.coerce.number().int().min(1).max(600_000);
+const seconds = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 function parseAllowlist(text: string): string[] {
   const entries = text
@@ -96,28 +173,36 @@ const allowlist = z.string().transform((text, ctx) => {
   }
 });
 
+const d = DEFAULTS;
 const schema = z.object({
-  GATEWAY_ENV: z.enum(["production", "development"]).default("production"),
-  GATEWAY_HOST: z.string().min(1).default("127.0.0.1"),
-  GATEWAY_PORT: port.default(8080),
+  GATEWAY_ENV: z.enum(["production", "development"]).default(d.GATEWAY_ENV as "production"),
+  GATEWAY_HOST: z.string().min(1).default(d.GATEWAY_HOST),
+  GATEWAY_PORT: port.default(Number(d.GATEWAY_PORT)),
   GATEWAY_INTERNAL_PORT: port.optional(),
-  GATEWAY_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  GATEWAY_TRUST_PROXY: z.coerce.number().int().min(0).max(10).default(0),
-  GATEWAY_STORAGE: z.enum(["sqlite", "postgres"]).default("sqlite"),
-  GATEWAY_SQLITE_PATH: z.string().min(1).default("./data/gateway.sqlite"),
+  GATEWAY_LOG_LEVEL: z
+    .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+    .default(d.GATEWAY_LOG_LEVEL as "info"),
+  GATEWAY_TRUST_PROXY: z.coerce.number().int().min(0).max(10).default(Number(d.GATEWAY_TRUST_PROXY)),
+  GATEWAY_STORAGE: z.enum(["sqlite", "postgres"]).default(d.GATEWAY_STORAGE as "sqlite"),
+  GATEWAY_SQLITE_PATH: z.string().min(1).default(d.GATEWAY_SQLITE_PATH),
   GATEWAY_DATABASE_URL: z.string().min(1).optional(),
   GATEWAY_INTERNAL_TOKEN: z.string().min(32, "must be at least 32 characters"),
+  GATEWAY_SECRETS_TTL_SECONDS: seconds(60, 10 * 365 * 86_400).default(Number(d.GATEWAY_SECRETS_TTL_SECONDS)),
+  GATEWAY_SECRETS_KEEP_AFTER_SEND_SECONDS: seconds(0, 10 * 365 * 86_400).default(
+    Number(d.GATEWAY_SECRETS_KEEP_AFTER_SEND_SECONDS),
+  ),
   DOTVA_SHARED_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
-  DOTVA_SHARED_SECRET_HEADER: z.string().min(1).default("x-dotva-secret"),
+  DOTVA_SHARED_SECRET_HEADER: z.string().min(1).default(d.DOTVA_SHARED_SECRET_HEADER),
   DOTVA_HMAC_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
-  DOTVA_HMAC_HEADER: z.string().min(1).default("x-dotva-signature"),
+  DOTVA_HMAC_HEADER: z.string().min(1).default(d.DOTVA_HMAC_HEADER),
   DOTVA_IP_ALLOWLIST: allowlist.optional(),
   KNOT_BASE_URL: z.url({ protocol: /^https?$/ }),
   KNOT_CLIENT_ID: z.string().min(1),
   KNOT_CLIENT_SECRET: z.string().min(1),
-  KNOT_WEBHOOK_VERIFY: bool.default(true),
+  KNOT_WEBHOOK_VERIFY: bool.default(d.KNOT_WEBHOOK_VERIFY === "true"),
   KNOT_IP_ALLOWLIST: allowlist.optional(),
-  KNOT_JWK_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+  KNOT_WEBHOOK_TOLERANCE_SECONDS: seconds(30, 86_400).default(Number(d.KNOT_WEBHOOK_TOLERANCE_SECONDS)),
+  KNOT_JWK_TTL_SECONDS: seconds(1, 86_400).default(Number(d.KNOT_JWK_TTL_SECONDS)),
   KNOT_REDIRECT_ORIGINS: z
     .string()
     .transform((text, ctx) => {
@@ -144,19 +229,19 @@ const schema = z.object({
       return origins;
     })
     .optional(),
-  CUSTODY_ADDRESS: z.string().regex(/^[^\s:]+:\d{1,5}$/, "must be host:port"),
-  CUSTODY_CA_FILE: z.string().min(1).optional(),
-  CUSTODY_CERT_FILE: z.string().min(1).optional(),
-  CUSTODY_KEY_FILE: z.string().min(1).optional(),
-  CUSTODY_SERVER_NAME: z.string().min(1).optional(),
-  CUSTODY_INSECURE: bool.default(false),
-  SEND_CARD_DEADLINE_MS: positiveMs.default(15_000),
-  SEND_CARD_ATTEMPT_TIMEOUT_MS: positiveMs.default(4_000),
-  SEND_CARD_BACKOFF_BASE_MS: positiveMs.default(100),
-  SEND_CARD_BACKOFF_CAP_MS: positiveMs.default(2_000),
-  SEND_CARD_LEASE_MS: positiveMs.default(6_000),
-  SEND_CARD_POLL_MS: positiveMs.default(250),
-  SEND_CARD_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(32),
+  GATEWAY_CUSTODY_ADDRESS: z.string().regex(/^[^\s:]+:\d{1,5}$/, "must be host:port"),
+  GATEWAY_CUSTODY_CA_FILE: z.string().min(1).optional(),
+  GATEWAY_CUSTODY_CERT_FILE: z.string().min(1).optional(),
+  GATEWAY_CUSTODY_KEY_FILE: z.string().min(1).optional(),
+  GATEWAY_CUSTODY_SERVER_NAME: z.string().min(1).optional(),
+  GATEWAY_CUSTODY_INSECURE: bool.default(d.GATEWAY_CUSTODY_INSECURE === "true"),
+  SEND_CARD_DEADLINE_MS: positiveMs.default(Number(d.SEND_CARD_DEADLINE_MS)),
+  SEND_CARD_ATTEMPT_TIMEOUT_MS: positiveMs.default(Number(d.SEND_CARD_ATTEMPT_TIMEOUT_MS)),
+  SEND_CARD_BACKOFF_BASE_MS: positiveMs.default(Number(d.SEND_CARD_BACKOFF_BASE_MS)),
+  SEND_CARD_BACKOFF_CAP_MS: positiveMs.default(Number(d.SEND_CARD_BACKOFF_CAP_MS)),
+  SEND_CARD_LEASE_MS: positiveMs.default(Number(d.SEND_CARD_LEASE_MS)),
+  SEND_CARD_POLL_MS: positiveMs.default(Number(d.SEND_CARD_POLL_MS)),
+  SEND_CARD_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(Number(d.SEND_CARD_CONCURRENCY)),
 });
 
 type Env = z.infer<typeof schema>;
@@ -179,6 +264,8 @@ export interface GatewayConfig {
     | { readonly driver: "sqlite"; readonly path: string }
     | { readonly driver: "postgres"; readonly url: string };
   readonly internalToken: string;
+  /** When a stored card's `secrets_jwe` is purged (see docs/gateway.md, "Data retention"). */
+  readonly secrets: { readonly ttlMs: number; readonly keepAfterSendMs: number };
   readonly dotva: {
     readonly sharedSecret?: { readonly header: string; readonly value: string };
     readonly hmac?: { readonly header: string; readonly secret: string };
@@ -190,6 +277,7 @@ export interface GatewayConfig {
     readonly clientSecret: string;
     readonly verifyWebhooks: boolean;
     readonly ipAllowlist?: readonly string[];
+    readonly webhookToleranceMs: number;
     readonly jwkTtlMs: number;
     readonly redirectOrigins: readonly string[];
   };
@@ -212,7 +300,7 @@ export class ConfigError extends Error {
 /** Reads `NAME` or, for secrets, the file named by `NAME_FILE` (trailing newline trimmed). */
 function collect(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
-  for (const { name, secret } of VARIABLES) {
+  for (const { name, secret } of VARIABLES as readonly VariableSpec[]) {
     const fileVar = `${name}_FILE`;
     if (secret && env[fileVar] !== undefined) {
       if (env[name] !== undefined)
@@ -231,7 +319,7 @@ function collect(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
 }
 
 function readPem(variable: string, path: string | undefined): Buffer {
-  if (path === undefined) throw new ConfigError(`${variable}: required unless CUSTODY_INSECURE=true`);
+  if (path === undefined) throw new ConfigError(`${variable}: required unless GATEWAY_CUSTODY_INSECURE=true`);
   try {
     return readFileSync(path);
   } catch {
@@ -239,7 +327,21 @@ function readPem(variable: string, path: string | undefined): Buffer {
   }
 }
 
+/** Whether a PostgreSQL URL asks for TLS with the server's certificate chain and name both verified. */
+function verifiesServer(url: string): boolean {
+  try {
+    return new URL(url).searchParams.get("sslmode") === "verify-full";
+  } catch {
+    return false;
+  }
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  for (const [old, replacement] of Object.entries(RENAMED)) {
+    if (env[old] !== undefined) {
+      throw new ConfigError(`${old}: the gateway no longer reads this name; rename it to ${replacement}`);
+    }
+  }
   const parsed = schema.safeParse(collect(env));
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -252,8 +354,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
   if (!e.KNOT_WEBHOOK_VERIFY && !dev) {
     throw new ConfigError("KNOT_WEBHOOK_VERIFY: false is only allowed with GATEWAY_ENV=development");
   }
-  if (e.CUSTODY_INSECURE && !dev) {
-    throw new ConfigError("CUSTODY_INSECURE: true is only allowed with GATEWAY_ENV=development");
+  if (e.GATEWAY_CUSTODY_INSECURE && !dev) {
+    throw new ConfigError("GATEWAY_CUSTODY_INSECURE: true is only allowed with GATEWAY_ENV=development");
+  }
+  // Basic credentials go with every request to Knot, and Knot's JWK decides who can read the card.
+  if (!dev && !e.KNOT_BASE_URL.startsWith("https://")) {
+    throw new ConfigError("KNOT_BASE_URL: must be an https URL outside GATEWAY_ENV=development");
+  }
+  if (!dev && (e.KNOT_REDIRECT_ORIGINS ?? []).some((o) => !o.startsWith("https://"))) {
+    throw new ConfigError(
+      "KNOT_REDIRECT_ORIGINS: every origin must be https outside GATEWAY_ENV=development",
+    );
+  }
+  // Knot's signature leaves task_id, external_user_id and data unsigned: only Knot's own addresses may
+  // present one (docs/gateway.md, "Replayed Knot signatures").
+  if (!dev && !e.KNOT_IP_ALLOWLIST?.length) {
+    throw new ConfigError(
+      "KNOT_IP_ALLOWLIST: required in production (Knot's published webhook source addresses, or the proxy in front that only Knot reaches)",
+    );
   }
   if (!dev && !e.DOTVA_SHARED_SECRET && !e.DOTVA_HMAC_SECRET && !e.DOTVA_IP_ALLOWLIST) {
     throw new ConfigError(
@@ -262,6 +380,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
   }
   if (e.GATEWAY_STORAGE === "postgres" && !e.GATEWAY_DATABASE_URL) {
     throw new ConfigError("GATEWAY_DATABASE_URL: required when GATEWAY_STORAGE=postgres");
+  }
+  if (e.GATEWAY_STORAGE === "postgres" && !dev && !verifiesServer(e.GATEWAY_DATABASE_URL!)) {
+    throw new ConfigError(
+      "GATEWAY_DATABASE_URL: production requires a postgres:// URL with sslmode=verify-full (TLS, server certificate and name verified)",
+    );
   }
   if (
     e.GATEWAY_INTERNAL_PORT !== undefined &&
@@ -273,13 +396,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
   if (e.SEND_CARD_LEASE_MS <= e.SEND_CARD_ATTEMPT_TIMEOUT_MS) {
     throw new ConfigError("SEND_CARD_LEASE_MS: must be longer than SEND_CARD_ATTEMPT_TIMEOUT_MS");
   }
-  const tls: CustodyTls | "insecure" = e.CUSTODY_INSECURE
+  const tls: CustodyTls | "insecure" = e.GATEWAY_CUSTODY_INSECURE
     ? "insecure"
     : {
-        ca: readPem("CUSTODY_CA_FILE", e.CUSTODY_CA_FILE),
-        cert: readPem("CUSTODY_CERT_FILE", e.CUSTODY_CERT_FILE),
-        key: readPem("CUSTODY_KEY_FILE", e.CUSTODY_KEY_FILE),
-        ...(e.CUSTODY_SERVER_NAME ? { serverName: e.CUSTODY_SERVER_NAME } : {}),
+        ca: readPem("GATEWAY_CUSTODY_CA_FILE", e.GATEWAY_CUSTODY_CA_FILE),
+        cert: readPem("GATEWAY_CUSTODY_CERT_FILE", e.GATEWAY_CUSTODY_CERT_FILE),
+        key: readPem("GATEWAY_CUSTODY_KEY_FILE", e.GATEWAY_CUSTODY_KEY_FILE),
+        ...(e.GATEWAY_CUSTODY_SERVER_NAME ? { serverName: e.GATEWAY_CUSTODY_SERVER_NAME } : {}),
       };
   return {
     env: e.GATEWAY_ENV,
@@ -293,6 +416,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
         ? { driver: "postgres", url: e.GATEWAY_DATABASE_URL! }
         : { driver: "sqlite", path: e.GATEWAY_SQLITE_PATH },
     internalToken: e.GATEWAY_INTERNAL_TOKEN,
+    secrets: {
+      ttlMs: e.GATEWAY_SECRETS_TTL_SECONDS * 1000,
+      keepAfterSendMs: e.GATEWAY_SECRETS_KEEP_AFTER_SEND_SECONDS * 1000,
+    },
     dotva: {
       ...(e.DOTVA_SHARED_SECRET
         ? {
@@ -313,10 +440,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
       clientSecret: e.KNOT_CLIENT_SECRET,
       verifyWebhooks: e.KNOT_WEBHOOK_VERIFY,
       ...(e.KNOT_IP_ALLOWLIST ? { ipAllowlist: e.KNOT_IP_ALLOWLIST } : {}),
+      webhookToleranceMs: e.KNOT_WEBHOOK_TOLERANCE_SECONDS * 1000,
       jwkTtlMs: e.KNOT_JWK_TTL_SECONDS * 1000,
       redirectOrigins: e.KNOT_REDIRECT_ORIGINS ?? [],
     },
-    custody: { address: e.CUSTODY_ADDRESS, tls },
+    custody: { address: e.GATEWAY_CUSTODY_ADDRESS, tls },
     sendCard: {
       deadlineMs: e.SEND_CARD_DEADLINE_MS,
       attemptTimeoutMs: e.SEND_CARD_ATTEMPT_TIMEOUT_MS,
@@ -331,8 +459,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
 
 export function helpText(): string {
   const width = Math.max(...VARIABLES.map((v) => v.name.length));
-  const lines = VARIABLES.map(
-    (v) => `  ${v.name.padEnd(width)}  ${v.help}${v.secret ? ` (or ${v.name}_FILE)` : ""}`,
+  const lines = (VARIABLES as readonly VariableSpec[]).map(
+    (v) =>
+      `  ${v.name.padEnd(width)}  ${v.help}${v.default !== undefined ? ` [default: ${v.default}]` : ""}${v.secret ? ` (or ${v.name}_FILE)` : ""}`,
   );
   return `card-custody gateway: Dotva and Knot webhooks, send-card jobs, internal status API.\n\nEnvironment variables:\n${lines.join("\n")}\n`;
 }

@@ -47,6 +47,36 @@ export class KnotSignatureError extends GatewayError {
   readonly code = "KNOT_SIGNATURE_INVALID";
 }
 
+/**
+ * A signed Knot webhook whose `timestamp` is missing or outside KNOT_WEBHOOK_TOLERANCE_SECONDS of our
+ * clock: an old signature replayed, or a clock far off.
+ */
+export class KnotTimestampError extends GatewayError {
+  readonly statusCode = 401;
+  readonly code = "KNOT_TIMESTAMP_OUT_OF_WINDOW";
+}
+
+/**
+ * Another body was already accepted for this Knot (event, session_id), the only pair Knot's signature
+ * covers: this one reuses a signature on an edited body.
+ */
+export class KnotReplayError extends GatewayError {
+  readonly statusCode = 409;
+  readonly code = "KNOT_WEBHOOK_REPLAYED";
+}
+
+/** The (workspace_id, card_id) is already bound to another external_user_id. */
+export class CardOwnedByAnotherUserError extends GatewayError {
+  readonly statusCode = 409;
+  readonly code = "CARD_OWNED_BY_ANOTHER_USER";
+}
+
+/** The user already owns a card with this card_id in another workspace: Knot's card_id would be ambiguous. */
+export class CardIdAmbiguousError extends GatewayError {
+  readonly statusCode = 409;
+  readonly code = "CARD_ID_AMBIGUOUS";
+}
+
 /** The source address is not in the configured allowlist for this route. */
 export class SourceNotAllowedError extends GatewayError {
   readonly statusCode = 403;

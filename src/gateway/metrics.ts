@@ -29,6 +29,23 @@ export class GatewayMetrics {
     help: "Send-card jobs failed because custody refused Knot's current key (not pinned): alert on any increase",
     registers: [this.registry],
   });
+  readonly knotWebhooksRefused = new Counter({
+    name: "gateway_knot_webhooks_refused_total",
+    help: "Signed Knot webhooks refused as replays: session_conflict (another body already accepted for the event and session_id) or stale_timestamp; alert on any increase",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly sendCardRefused = new Counter({
+    name: "gateway_send_card_refused_total",
+    help: "Send-card jobs refused before anything was sent because the card does not belong to the task (CARD_NOT_OWNED, CARD_AMBIGUOUS) or custody's card is not the stored one (CARD_MISMATCH); alert on any increase",
+    labelNames: ["code"] as const,
+    registers: [this.registry],
+  });
+  readonly secretsPurged = new Counter({
+    name: "gateway_secrets_purged_total",
+    help: "Stored secrets_jwe purged after their retention period",
+    registers: [this.registry],
+  });
   readonly sendCardLatency = new Histogram({
     name: "gateway_send_card_latency_seconds",
     help: "Time from AUTHENTICATED receipt to Knot's 200 on POST /card",

@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { DEFAULTS as GATEWAY_DEFAULTS } from "../gateway/config.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -119,9 +120,11 @@ export async function startCustodyProcess(
 }
 
 /**
- * The gateway's environment for a local production-mode run (webhook signatures checked, mTLS to
- * custody, SQLite under `work`) against started simulators and custody: what the demo and the gateway
- * benchmark both run.
+ * The gateway's environment for a local run against started simulators and custody: what the demo and
+ * the gateway benchmark both run. Everything production checks is on (Knot webhook signatures and
+ * source allow-list, a Dotva sender check, mTLS to custody, SQLite under `work`), but GATEWAY_ENV is
+ * development because the Knot simulator speaks plain http on loopback, which production refuses for
+ * KNOT_BASE_URL. Unset variables take the configuration module's defaults.
  */
 export function localGatewayEnv(opts: {
   readonly work: string;
@@ -134,21 +137,20 @@ export function localGatewayEnv(opts: {
   readonly internalToken: string;
 }): Record<string, string> {
   return {
-    GATEWAY_ENV: "production",
-    GATEWAY_HOST: "127.0.0.1",
+    GATEWAY_ENV: "development",
     GATEWAY_LOG_LEVEL: "warn",
-    GATEWAY_STORAGE: "sqlite",
     GATEWAY_SQLITE_PATH: join(opts.work, "gateway.sqlite"),
     GATEWAY_INTERNAL_TOKEN: opts.internalToken,
     DOTVA_SHARED_SECRET: opts.dotvaSharedSecret,
     KNOT_BASE_URL: opts.knotUrl,
     KNOT_CLIENT_ID: opts.knotClientId,
     KNOT_CLIENT_SECRET: opts.knotClientSecret,
-    CUSTODY_ADDRESS: opts.custodyAddress,
-    CUSTODY_SERVER_NAME: "localhost",
-    CUSTODY_CA_FILE: opts.pki.caCert,
-    CUSTODY_CERT_FILE: opts.pki.gateway.cert,
-    CUSTODY_KEY_FILE: opts.pki.gateway.key,
+    KNOT_IP_ALLOWLIST: "127.0.0.1, ::1",
+    GATEWAY_CUSTODY_ADDRESS: opts.custodyAddress,
+    GATEWAY_CUSTODY_SERVER_NAME: "localhost",
+    GATEWAY_CUSTODY_CA_FILE: opts.pki.caCert,
+    GATEWAY_CUSTODY_CERT_FILE: opts.pki.gateway.cert,
+    GATEWAY_CUSTODY_KEY_FILE: opts.pki.gateway.key,
   };
 }
 
@@ -157,7 +159,7 @@ export async function startGatewayProcess(
 ): Promise<{ proc: Proc; url: string; internalUrl: string }> {
   const port = env.GATEWAY_PORT && env.GATEWAY_PORT !== "0" ? Number(env.GATEWAY_PORT) : await freePort();
   const proc = startTs("src/gateway/main.ts", { ...env, GATEWAY_PORT: String(port) });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${env.GATEWAY_HOST ?? GATEWAY_DEFAULTS.GATEWAY_HOST}:${port}`;
   await waitUntil("gateway", () => httpOk(`${url}/healthz`), proc);
   return { proc, url, internalUrl: url };
 }

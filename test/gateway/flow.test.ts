@@ -1,6 +1,7 @@
 /**
  * The gateway in process against the simulators and a fake custody gRPC server: Dotva intake, Knot
- * webhooks, send-card jobs with their retry rules, the internal API, and what reaches the logs.
+ * webhooks (including the replayed-signature attack of issue 13), send-card jobs with their retry
+ * rules, the internal API, and what reaches the logs.
  */
 import { randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
@@ -9,8 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningGateway, startGateway } from "../../src/gateway/app.js";
 import { loggerOptions } from "../../src/gateway/logger.js";
 import { authenticatedEvent, KnotSimulator } from "../../src/simulators/knot-simulator.js";
+import { KNOT_ENCRYPTION_TYPE, knotWebhookSignature } from "../../src/simulators/knot-webhooks.js";
+import { partnerJson } from "../../src/simulators/partner-json.js";
+import { expiryFromNow } from "../support/expiry.js";
 import { type FakeCustody, startFakeCustody } from "../support/fake-custody.js";
 import {
+  bindCard,
   DOTVA_HMAC,
   DOTVA_SHARED,
   dotvaDelivery,
@@ -25,7 +30,13 @@ import {
 } from "../support/gateway-env.js";
 
 const TEST_PAN = "4242424242424242";
-const CARD = { pan: TEST_PAN, cvv: "123", expiry_month: "8", expiry_year: "2030" };
+const EXPIRY = expiryFromNow(14);
+const CARD = {
+  pan: TEST_PAN,
+  cvv: "123",
+  expiry_month: String(EXPIRY.month),
+  expiry_year: String(EXPIRY.year),
+};
 const logLines: string[] = [];
 let knot: KnotSimulator;
 let custody: FakeCustody;
@@ -80,12 +91,13 @@ async function metric(name: string): Promise<string[]> {
   return text.split("\n").filter((l) => l.startsWith(name));
 }
 
-/** Stores a fresh card and a profile; returns the ids the Knot webhook needs. */
+/** Stores a fresh card, a profile and the card's binding to it; returns the ids the Knot webhook needs. */
 async function readyCard() {
   const d = await dotvaDelivery(custody.publicKeyPem, CARD);
   expect(await postDotva(d.text)).toMatchObject({ status: 200, body: { outcome: "created" } });
   const user = `user-${randomUUID()}`;
   expect((await putProfile(gw.internalUrl, user)).status).toBe(201);
+  expect((await bindCard(gw.internalUrl, user, d.cardId)).status).toBe(201);
   return { cardId: d.cardId, cardUuid: d.cardUuid, user, taskId: ++taskSeq };
 }
 
@@ -207,8 +219,9 @@ describe("Knot webhooks", () => {
 
   it("deduplicates Knot's retries and keeps task status with the CARD_FAILED reason", async () => {
     const taskId = ++taskSeq;
+    const t0 = Date.now();
     const base = {
-      session_id: "s-x",
+      session_id: `s-${randomUUID()}`,
       task_id: taskId,
       external_user_id: "u-x",
       merchant: { id: 3, name: "Netflix" },
@@ -217,7 +230,7 @@ describe("Knot webhooks", () => {
       ...base,
       event: "CARD_FAILED",
       data: { card_id: "c-x", reason: "card expired" },
-      timestamp: 2,
+      timestamp: t0 + 2,
     };
     expect((await knot.sendWebhook(gw.url, failed)).body).toMatchObject({ outcome: "recorded" });
     expect((await knot.sendWebhook(gw.url, failed)).body).toMatchObject({ outcome: "duplicate" });
@@ -225,14 +238,14 @@ describe("Knot webhooks", () => {
       ...base,
       event: "CARD_UPDATING",
       data: { card_id: "c-x" },
-      timestamp: 1,
+      timestamp: t0 + 1,
     });
     const t = await internalGet(gw.internalUrl, `/v1/tasks/${taskId}`);
     expect(t.body).toMatchObject({
       state: "CARD_FAILED",
       failureReason: "card expired",
       merchantName: "Netflix",
-      sessionId: "s-x",
+      sessionId: base.session_id,
     });
     for (const event of [
       "OTP_REQUIRED",
@@ -240,8 +253,142 @@ describe("Knot webhooks", () => {
       "ACCOUNTS_RETRIEVED",
       "NEW_TRANSACTIONS_AVAILABLE",
     ]) {
-      expect((await knot.sendWebhook(gw.url, { ...base, event, timestamp: 3 })).status).toBe(200);
+      expect((await knot.sendWebhook(gw.url, { ...base, event, timestamp: t0 + 3 })).status).toBe(200);
     }
+  });
+});
+
+describe("replayed Knot signatures (issue 13 item 2)", () => {
+  /** The Knot-Signature Knot computed for `text`: what an attacker who saw the request holds. */
+  const signatureOf = (text: string, event: string, sessionId: string) =>
+    knotWebhookSignature(KNOT_SECRET, {
+      contentLength: Buffer.byteLength(text),
+      contentType: "application/json",
+      encryptionType: KNOT_ENCRYPTION_TYPE,
+      event,
+      sessionId,
+    });
+
+  /** Posts `text` padded with JSON whitespace to `length` bytes, under a signature it did not earn. */
+  async function replay(text: string, length: number, signature: string) {
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(length);
+    const res = await fetch(`${gw.url}/webhooks/knot`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "encryption-type": KNOT_ENCRYPTION_TYPE,
+        "knot-signature": signature,
+      },
+      body: text.padEnd(length, " "),
+    });
+    return { status: res.status, body: (await res.json()) as { outcome?: string; error?: { code: string } } };
+  }
+
+  async function refusedMetric(reason: string): Promise<number> {
+    const line = (await metric("gateway_knot_webhooks_refused_total")).find((l) => l.includes(`"${reason}"`));
+    return line ? Number(line.split(" ").pop()) : 0;
+  }
+
+  it("the review's probe: the victim's AUTHENTICATED signature on an edited body of the same length is refused", async () => {
+    const victim = await readyCard();
+    const attacker = await readyCard();
+    const sessionId = randomUUID();
+    const legit = authenticatedEvent({
+      taskId: victim.taskId,
+      cardId: victim.cardId,
+      externalUserId: victim.user,
+      sessionId,
+    });
+    const legitText = partnerJson(legit);
+    const signature = signatureOf(legitText, "AUTHENTICATED", sessionId);
+    expect((await knot.sendWebhook(gw.url, legit, { signature })).body).toMatchObject({
+      outcome: "recorded_with_job",
+    });
+    expect((await jobOf(victim.taskId)).job).toMatchObject({ state: "sent" });
+
+    const attackTask = attacker.taskId;
+    const edited = (timestamp: number, externalUserId: string) =>
+      partnerJson(
+        authenticatedEvent({
+          taskId: attackTask,
+          cardId: victim.cardId,
+          externalUserId,
+          sessionId,
+          timestamp,
+        }),
+      );
+    const staleBefore = await refusedMetric("stale_timestamp");
+    // Exactly the probe: other task_id, the victim's card_id, timestamp 1.
+    expect(await replay(edited(1, attacker.user), legitText.length, signature)).toMatchObject({
+      status: 401,
+      body: { error: { code: "KNOT_TIMESTAMP_OUT_OF_WINDOW" } },
+    });
+    expect(await refusedMetric("stale_timestamp")).toBe(staleBefore + 1);
+    // With a fresh timestamp (it is not signed either), and even naming the victim as the user.
+    const conflictsBefore = await refusedMetric("session_conflict");
+    for (const user of [attacker.user, victim.user]) {
+      expect(await replay(edited(Date.now(), user), legitText.length, signature)).toMatchObject({
+        status: 409,
+        body: { error: { code: "KNOT_WEBHOOK_REPLAYED" } },
+      });
+    }
+    expect(await refusedMetric("session_conflict")).toBe(conflictsBefore + 2);
+    expect(
+      logLines.some((l) => l.includes("another body was already accepted") && l.includes(sessionId)),
+    ).toBe(true);
+    expect((await internalGet(gw.internalUrl, `/v1/tasks/${attackTask}`)).status).toBe(404);
+    expect(knot.received.filter((r) => r.taskId === String(attackTask))).toEqual([]);
+    // Knot's own retry of the legitimate body is still the idempotent duplicate it always was.
+    expect((await knot.sendWebhook(gw.url, legit, { signature })).body).toMatchObject({
+      outcome: "duplicate",
+    });
+  });
+
+  it("a replay that arrives before Knot's own body still cannot send the victim's card to another user's task", async () => {
+    const victim = await readyCard();
+    const attacker = await readyCard();
+    const sessionId = randomUUID();
+    const legit = authenticatedEvent({
+      taskId: victim.taskId,
+      cardId: victim.cardId,
+      externalUserId: victim.user,
+      sessionId,
+    });
+    const legitText = partnerJson(legit);
+    const signature = signatureOf(legitText, "AUTHENTICATED", sessionId);
+    const attackTask = attacker.taskId;
+    const forged = partnerJson(
+      authenticatedEvent({
+        taskId: attackTask,
+        cardId: victim.cardId,
+        externalUserId: attacker.user,
+        sessionId,
+      }),
+    );
+    expect(await replay(forged, legitText.length, signature)).toMatchObject({
+      status: 200,
+      body: { outcome: "recorded_with_job" },
+    });
+    // The card is bound to the victim, not to the task's user: final, recorded, never sent.
+    expect((await jobOf(attackTask)).job).toMatchObject({ state: "failed", errorCode: "CARD_NOT_OWNED" });
+    expect(knot.received.filter((r) => r.taskId === String(attackTask))).toEqual([]);
+    expect((await metric("gateway_send_card_refused_total")).join()).toMatch(/code="CARD_NOT_OWNED"} [1-9]/);
+    // Knot's genuine body now conflicts with the accepted forgery: refused and alerted, not silently lost.
+    expect((await knot.sendWebhook(gw.url, legit, { signature })).status).toBe(409);
+  });
+
+  it("the timestamp window admits Knot's retries minutes apart and refuses what is older or from the future", async () => {
+    const minutes = (n: number) => Date.now() - n * 60_000;
+    const event = (timestamp: number) =>
+      authenticatedEvent({ taskId: ++taskSeq, cardId: "c", externalUserId: "u", sendCard: false, timestamp });
+    expect((await knot.sendWebhook(gw.url, event(minutes(10)))).status).toBe(200);
+    expect((await knot.sendWebhook(gw.url, event(minutes(-10)))).status).toBe(200);
+    expect((await knot.sendWebhook(gw.url, event(minutes(16)))).body).toMatchObject({
+      error: { code: "KNOT_TIMESTAMP_OUT_OF_WINDOW" },
+    });
+    expect((await knot.sendWebhook(gw.url, event(minutes(-16)))).status).toBe(401);
+    const { timestamp: _, ...noTimestamp } = event(Date.now());
+    expect((await knot.sendWebhook(gw.url, noTimestamp)).status).toBe(401);
   });
 });
 
@@ -259,19 +406,19 @@ describe("send-card jobs", () => {
     const got = knot.received.find((r) => r.taskId === String(c.taskId));
     expect(got?.payload).toEqual({
       user: PROFILE,
-      card: { number: CARD.pan, expiration: "08/2030", cvv: CARD.cvv },
+      card: { number: CARD.pan, expiration: EXPIRY.mmYyyy, cvv: CARD.cvv },
     });
     // Well inside Knot's 15 s even on a loaded shared machine (typically tens of ms).
     expect(got!.receivedAt - t0).toBeLessThan(5_000);
   });
 
-  it("finds the card by card_uuid too", async () => {
+  it("a task naming a card by its card_uuid finds nothing: cards are looked up by (workspace_id, card_id)", async () => {
     const c = await readyCard();
     await knot.sendWebhook(
       gw.url,
       authenticatedEvent({ taskId: c.taskId, cardId: c.cardUuid, externalUserId: c.user }),
     );
-    expect((await jobOf(c.taskId)).job).toMatchObject({ state: "sent" });
+    expect((await jobOf(c.taskId)).job).toMatchObject({ state: "failed", errorCode: "CARD_NOT_OWNED" });
   });
 
   it("retries Knot 5xx with backoff and then succeeds", async () => {
@@ -316,27 +463,6 @@ describe("send-card jobs", () => {
     expect(knot.jwkRequests - keyFetches).toBe(1);
     expect(knot.rejected).toContainEqual({ taskId: String(c.taskId), code: "INVALID_JWE" });
     expect(knot.received.find((r) => r.taskId === String(c.taskId))?.kid).toBe(knot.publicJwk.kid);
-  });
-
-  it("INVALID_JWE twice: refreshes only once, then stops and records Knot's code", async () => {
-    const c = await readyCard();
-    knot.faults.invalidJweOnce = true;
-    knot.faults.failNext = 0;
-    // A second INVALID_JWE right after the refresh: the refreshed key did not help, so it is final.
-    const origFetches = knot.jwkRequests;
-    const second = setInterval(() => {
-      if (knot.jwkRequests > origFetches) {
-        knot.faults.invalidJweOnce = true;
-        clearInterval(second);
-      }
-    }, 1);
-    await knot.sendWebhook(
-      gw.url,
-      authenticatedEvent({ taskId: c.taskId, cardId: c.cardId, externalUserId: c.user }),
-    );
-    const job = (await jobOf(c.taskId)).job as { state: string; errorCode: string; knotStatus: number };
-    clearInterval(second);
-    expect(job).toMatchObject({ state: "failed", errorCode: "KNOT_REJECTED", knotStatus: 400 });
   });
 
   it("other 4xx stop at once and are recorded", async () => {
@@ -385,8 +511,8 @@ describe("send-card jobs", () => {
     const t = await internalGet(gw.internalUrl, `/v1/tasks/${c.taskId}`);
     expect(t.body).toMatchObject({ state: "AUTHENTICATED", sendCard: false });
     expect(t.body.sendCardNote).toMatch(/send_card=false/);
+    // Only a stored job is ever sent (the worker runs nothing else), and none was recorded.
     expect(t.body.job).toBeUndefined();
-    await new Promise((r) => setTimeout(r, 300));
     expect(knot.cardRequests).toBe(before);
   });
 
@@ -394,6 +520,7 @@ describe("send-card jobs", () => {
     const { text, cardId } = await dotvaDelivery(custody.publicKeyPem, CARD);
     expect((await postDotva(text)).status).toBe(200);
     const taskId = ++taskSeq;
+    await bindCard(gw.internalUrl, "nobody", cardId);
     await knot.sendWebhook(gw.url, authenticatedEvent({ taskId, cardId, externalUserId: "nobody" }));
     expect((await jobOf(taskId)).job).toMatchObject({ state: "failed", errorCode: "CARDHOLDER_NOT_FOUND" });
   });

@@ -13,13 +13,41 @@ import { SendCardError } from "../../src/gateway/errors.js";
 import type { KnotResponse } from "../../src/gateway/knot/client.js";
 import { GatewayMetrics } from "../../src/gateway/metrics.js";
 import { type KnotApi, runSendJob } from "../../src/gateway/sendcard/send-job.js";
-import type { GatewayRepository, SendCardJob } from "../../src/gateway/storage/repository.js";
+import type {
+  CardForSend,
+  CardLookup,
+  GatewayRepository,
+  SendCardJob,
+} from "../../src/gateway/storage/repository.js";
 
 const DEADLINE = 15_000;
 type Step = KnotResponse | SendCardError;
 
-function harness(o: { posts?: Step[]; custody?: (string | undefined)[]; keys?: string[] } = {}) {
-  let t = 0;
+const RETENTION = { ttlMs: 30 * 86_400_000, keepAfterSendMs: 3_600_000 };
+
+const STORED: CardForSend = {
+  cardUuid: "u-1",
+  workspaceId: "12",
+  cardId: "123456789",
+  cardLast4: "4242",
+  cardBin: "424242",
+  keyFingerprint: "fp",
+  secretsJwe: "a.b.c.d.e",
+  receivedAt: 0,
+};
+
+function harness(
+  o: {
+    posts?: Step[];
+    custody?: (string | undefined)[];
+    keys?: string[];
+    lookup?: CardLookup;
+    decryptedLast4?: string;
+    start?: number;
+  } = {},
+) {
+  let t = o.start ?? 0;
+  const custodyCalls: string[] = [];
   const sleeps: number[] = [];
   const unusable: string[] = [];
   const posts = [...(o.posts ?? [{ status: 200 }])];
@@ -48,25 +76,21 @@ function harness(o: { posts?: Step[]; custody?: (string | undefined)[]; keys?: s
   };
   const custody: CustodyCaller = {
     reencrypt: async (req) => {
+      custodyCalls.push(req.secrets_jwe ?? "");
       const reason = custodyFaults.shift();
       if (reason) throw new SendCardError(`CUSTODY_${reason}`, `custody refused: ${reason}`, false);
       return {
         jwe: `jwe-for-${(req.knot_jwk ?? "").length}`,
         key_fingerprint: "",
         recipient_thumbprint: "",
-        card_last4: "4242",
+        card_last4: o.decryptedLast4 ?? "4242",
       };
     },
     healthy: async () => true,
     close: () => {},
   };
   const repo = {
-    findCardForKnot: async () => ({
-      cardUuid: "u-1",
-      secretsJwe: "a.b.c.d.e",
-      keyFingerprint: "fp",
-      workspaceId: "12",
-    }),
+    findCardForTask: async () => o.lookup ?? { kind: "card", card: STORED },
     getCardholder: async () => ({ name: "profile" }),
     renewLease: async () => true,
     markCardUnusable: async (uuid: string, reason: string) => {
@@ -80,14 +104,15 @@ function harness(o: { posts?: Step[]; custody?: (string | undefined)[]; keys?: s
     taskId: "25605",
     knotCardId: "123456789",
     externalUserId: "user",
-    receivedAt: 0,
-    deadlineAt: DEADLINE,
+    receivedAt: t,
+    deadlineAt: t + DEADLINE,
     state: "running",
     attempts: 1,
   };
   const run = () =>
     runSendJob(job, {
       repo,
+      retention: RETENTION,
       knot,
       custody,
       metrics,
@@ -103,7 +128,7 @@ function harness(o: { posts?: Step[]; custody?: (string | undefined)[]; keys?: s
       },
       random: () => 0.5,
     });
-  return { run, sleeps, knotCalls, posted, unusable, metrics, logs, clock: () => t };
+  return { run, sleeps, knotCalls, posted, unusable, metrics, logs, custodyCalls, clock: () => t };
 }
 
 const unavailable = { status: 503 };
@@ -112,7 +137,7 @@ const timeout = () => new SendCardError("KNOT_TIMEOUT", "POST /card: no answer i
 describe("send-card job retries", () => {
   it("backs off exponentially with jitter on 5xx and timeouts, then sends", async () => {
     const h = harness({ posts: [unavailable, timeout(), unavailable, { status: 200 }] });
-    expect(await h.run()).toMatchObject({ state: "sent", knotStatus: 200 });
+    expect(await h.run()).toMatchObject({ state: "sent", knotStatus: 200, sentCardUuid: "u-1" });
     // random 0.5 of min(cap, base * 2^n): 50, 100, 200.
     expect(h.sleeps).toEqual([50, 100, 200]);
     expect(h.knotCalls.post).toBe(4);
@@ -228,5 +253,69 @@ describe("Knot key rotation", () => {
     expect(await h.run()).toMatchObject({ state: "failed", errorCode: "CUSTODY_JWE_DECRYPT_FAILED" });
     expect(h.unusable).toEqual(["u-1:JWE_DECRYPT_FAILED"]);
     expect(h.knotCalls.post).toBe(0);
+  });
+});
+
+describe("which card a task may send (issue 13: replayed signature, card lookup, retention)", () => {
+  const refusedCount = async (h: ReturnType<typeof harness>, code: string) =>
+    (await h.metrics.registry.getSingleMetricAsString("gateway_send_card_refused_total"))
+      .split("\n")
+      .find((l) => l.includes(`code="${code}"`));
+
+  it("a card not bound to the task's external_user_id is refused before custody, alerted, never sent", async () => {
+    const h = harness({ lookup: { kind: "not_bound" } });
+    expect(await h.run()).toMatchObject({ state: "failed", errorCode: "CARD_NOT_OWNED" });
+    expect(h.custodyCalls).toEqual([]);
+    expect(h.knotCalls.post).toBe(0);
+    expect(await refusedCount(h, "CARD_NOT_OWNED")).toMatch(/ 1$/);
+    expect(h.logs.find((l) => l.includes("send-card refused"))).toContain('"code":"CARD_NOT_OWNED"');
+  });
+
+  it("two deliveries for the bound (workspace_id, card_id) are refused rather than one picked", async () => {
+    const h = harness({ lookup: { kind: "ambiguous", workspaceId: "12", count: 2 } });
+    expect(await h.run()).toMatchObject({ state: "failed", errorCode: "CARD_AMBIGUOUS" });
+    expect(h.custodyCalls).toEqual([]);
+    expect(await refusedCount(h, "CARD_AMBIGUOUS")).toMatch(/ 1$/);
+  });
+
+  it("a bound card Dotva never delivered is CARD_NOT_FOUND", async () => {
+    const h = harness({ lookup: { kind: "not_found", workspaceId: "12" } });
+    expect(await h.run()).toMatchObject({ state: "failed", errorCode: "CARD_NOT_FOUND" });
+  });
+
+  it("custody's last four digits differ from the stored card's: refused, nothing posted to Knot", async () => {
+    const h = harness({ decryptedLast4: "1881" });
+    expect(await h.run()).toMatchObject({ state: "failed", errorCode: "CARD_MISMATCH" });
+    expect(h.custodyCalls).toHaveLength(1);
+    expect(h.knotCalls.post).toBe(0);
+    expect(await refusedCount(h, "CARD_MISMATCH")).toMatch(/ 1$/);
+    expect(h.logs.join("")).not.toContain("1881");
+  });
+
+  it("a card past GATEWAY_SECRETS_TTL_SECONDS is not sent even before the sweep purged it", async () => {
+    const h = harness({ start: RETENTION.ttlMs });
+    expect(await h.run()).toMatchObject({ state: "failed", errorCode: "CARD_SECRETS_PURGED" });
+    expect(h.custodyCalls).toEqual([]);
+    const fresh = harness({ start: RETENTION.ttlMs - 1 });
+    expect(await fresh.run()).toMatchObject({ state: "sent" });
+  });
+
+  it("a card first sent longer ago than the post-send grace period is not sent again", async () => {
+    const sentAt = 1_000;
+    const late = harness({
+      start: sentAt + RETENTION.keepAfterSendMs,
+      lookup: { kind: "card", card: { ...STORED, firstSentAt: sentAt } },
+    });
+    expect(await late.run()).toMatchObject({ state: "failed", errorCode: "CARD_SECRETS_PURGED" });
+    const inGrace = harness({
+      start: sentAt + RETENTION.keepAfterSendMs - 1,
+      lookup: { kind: "card", card: { ...STORED, firstSentAt: sentAt } },
+    });
+    expect(await inGrace.run()).toMatchObject({ state: "sent" });
+    const purged = harness({
+      lookup: { kind: "card", card: { ...STORED, secretsJwe: "", secretsPurgedAt: 5 } },
+    });
+    expect(await purged.run()).toMatchObject({ state: "failed", errorCode: "CARD_SECRETS_PURGED" });
+    expect(purged.custodyCalls).toEqual([]);
   });
 });

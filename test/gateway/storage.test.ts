@@ -2,7 +2,7 @@
  * One suite, both drivers: every repository behaviour the gateway relies on, run against SQLite and a
  * PostgreSQL this file starts itself.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -40,20 +40,30 @@ const card = (over: Partial<DotvaCard> = {}): DotvaCard => ({
   ...over,
 });
 
-const knot = (over: Partial<KnotEventRecord> = {}): KnotEventRecord => ({
-  digest: `d-${Math.random()}`,
-  event: "AUTHENTICATED",
-  sessionId: "s1",
-  taskId: "25605",
-  externalUserId: "user-1",
-  merchantId: "10",
-  merchantName: "Uber",
-  cardId: "345",
-  timestamp: 1_000,
-  receivedAt: 1_000,
-  body: "{}",
-  ...over,
-});
+/** A Knot event; its own session unless given, since one body is accepted per (event, session_id). */
+const knot = (over: Partial<KnotEventRecord> = {}): KnotEventRecord => {
+  const digest = over.digest ?? `d-${Math.random()}`;
+  return {
+    digest,
+    event: "AUTHENTICATED",
+    sessionId: `s-${digest}`,
+    taskId: "25605",
+    externalUserId: "user-1",
+    merchantId: "10",
+    merchantName: "Uber",
+    cardId: "345",
+    timestamp: 1_000,
+    receivedAt: 1_000,
+    ...over,
+  };
+};
+
+/** The stored card a task of `user` may use: bound first, as the back office does. */
+async function cardFor(repo: GatewayRepository, user: string, cardId: string, workspaceId = "12") {
+  await repo.bindCard(user, workspaceId, cardId, 1);
+  const found = await repo.findCardForTask(user, cardId);
+  return found.kind === "card" ? found.card : undefined;
+}
 
 describe.each(Object.keys(drivers))("repository on %s", (driver) => {
   let repo: GatewayRepository;
@@ -77,7 +87,7 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
     const view = await repo.getCard(card().cardUuid);
     expect(view).toMatchObject({ cardLast4: "4242", workspaceId: "12", receivedAt: 1_000, conflicts: 1 });
     expect(view).not.toHaveProperty("secretsJwe");
-    expect((await repo.findCardForKnot("345"))?.secretsJwe).toBe("h.k.i.c.t");
+    expect((await cardFor(repo, "user-1", "345"))?.secretsJwe).toBe("h.k.i.c.t");
   });
 
   it("a redelivery replaces secrets custody refused, and only those", async () => {
@@ -90,7 +100,7 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
       outcome: "replaced",
       differing: ["secrets_jwe"],
     });
-    expect((await repo.findCardForKnot("345"))?.secretsJwe).toBe("h.k.i.c.v");
+    expect((await cardFor(repo, "user-1", "345"))?.secretsJwe).toBe("h.k.i.c.v");
     const view = await repo.getCard(card().cardUuid);
     expect(view?.unusableReason).toBeUndefined();
     expect(view?.conflicts).toBe(2);
@@ -98,23 +108,23 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
     expect((await repo.storeDotvaCard(card({ secretsJwe: "h.k.i.c.w" }), "digest-4")).outcome).toBe(
       "conflict",
     );
-    expect((await repo.findCardForKnot("345"))?.secretsJwe).toBe("h.k.i.c.v");
+    expect((await cardFor(repo, "user-1", "345"))?.secretsJwe).toBe("h.k.i.c.v");
   });
 
   it("keeps a ciphertext-sized id of 30 digits exactly", async () => {
     const big = "123456789012345678901234567890";
     await repo.storeDotvaCard(card({ cardId: big, workspaceId: big }), "d");
     expect(await repo.getCard(card().cardUuid)).toMatchObject({ cardId: big, workspaceId: big });
-    expect((await repo.findCardForKnot(big))?.workspaceId).toBe(big);
+    expect((await cardFor(repo, "user-1", big, big))?.workspaceId).toBe(big);
   });
 
-  it("quarantines a delivery once per body and lists it without the body", async () => {
+  it("quarantines a delivery once per body and lists its reason and member names", async () => {
     const d = {
       digest: "q1",
       reason: "data.card_last4 must be 4 digits",
       event: "card.issued.secrets",
       cardUuid: "u-1",
-      body: '{"marker":"BODYMARK"}',
+      members: "event,data,data.card_last4",
       receivedAt: 5,
     };
     expect(await repo.quarantineDotva(d)).toBe(true);
@@ -123,7 +133,7 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
       await repo.quarantineDotva({
         digest: "q2",
         reason: "body is not a JSON object",
-        body: "x",
+        members: "",
         receivedAt: 6,
       }),
     ).toBe(true);
@@ -132,8 +142,12 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
       "body is not a JSON object",
       "data.card_last4 must be 4 digits",
     ]);
-    expect(list[1]).toMatchObject({ event: "card.issued.secrets", cardUuid: "u-1", receivedAt: 5 });
-    expect(JSON.stringify(list)).not.toContain("BODYMARK");
+    expect(list[1]).toMatchObject({
+      event: "card.issued.secrets",
+      cardUuid: "u-1",
+      members: "event,data,data.card_last4",
+      receivedAt: 5,
+    });
     expect(await repo.listQuarantine(1)).toHaveLength(1);
   });
 
@@ -148,15 +162,109 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
     for (let i = 0; i < 25; i++) expect(await repo.getCard(`uuid-${i}`)).toBeDefined();
   });
 
-  it("finds a card for Knot by Dotva card_id, then by card_uuid", async () => {
+  it("finds a task's card only through its user's binding, by (workspace_id, card_id)", async () => {
     await repo.storeDotvaCard(card(), "d");
-    expect((await repo.findCardForKnot("345"))?.cardUuid).toBe(card().cardUuid);
-    expect((await repo.findCardForKnot(card().cardUuid))?.secretsJwe).toBe("h.k.i.c.t");
-    expect(await repo.findCardForKnot("nope")).toBeUndefined();
+    // Same card_id in another workspace, delivered earlier: the old lookup (card_id across workspaces,
+    // oldest first) would have picked it.
+    await repo.storeDotvaCard(card({ cardUuid: "other", workspaceId: "99", receivedAt: 1 }), "e");
+    expect(await repo.findCardForTask("user-1", "345")).toEqual({ kind: "not_bound" });
+    expect(await repo.bindCard("user-1", "12", "345", 5)).toBe("created");
+    expect(await repo.bindCard("user-1", "12", "345", 6)).toBe("unchanged");
+    const found = await repo.findCardForTask("user-1", "345");
+    expect(found).toMatchObject({ kind: "card", card: { cardUuid: card().cardUuid, workspaceId: "12" } });
+    // Another user naming the same card_id: not theirs, whatever Knot's webhook says.
+    expect(await repo.findCardForTask("attacker", "345")).toEqual({ kind: "not_bound" });
+    expect(await repo.bindCard("attacker", "12", "345", 7)).toBe("owned_by_another_user");
+    // card_uuid is no longer a way in.
+    await repo.bindCard("user-1", "12", card().cardUuid, 8);
+    expect(await repo.findCardForTask("user-1", card().cardUuid)).toEqual({
+      kind: "not_found",
+      workspaceId: "12",
+    });
+    // The same user cannot own one card_id in two workspaces: Knot's card_id would not say which.
+    expect(await repo.bindCard("user-1", "99", "345", 9)).toBe("card_id_ambiguous");
+    // Two deliveries of one (workspace_id, card_id) under different card_uuids: never a guess.
+    await repo.storeDotvaCard(card({ cardUuid: "dup" }), "f");
+    expect(await repo.findCardForTask("user-1", "345")).toEqual({
+      kind: "ambiguous",
+      workspaceId: "12",
+      count: 2,
+    });
+    expect(await repo.deleteCardholder("user-1")).toBe(true);
+    expect(await repo.findCardForTask("user-1", "345")).toEqual({ kind: "not_bound" });
+    expect(await repo.deleteCardholder("user-1")).toBe(false);
+  });
+
+  it("purges secrets_jwe after the TTL, or after the first send plus the grace period", async () => {
+    await repo.storeDotvaCard(card({ cardUuid: "old", cardId: "1", receivedAt: 1_000 }), "a");
+    await repo.storeDotvaCard(card({ cardUuid: "sent", cardId: "2", receivedAt: 50_000 }), "b");
+    await repo.storeDotvaCard(card({ cardUuid: "fresh", cardId: "3", receivedAt: 50_000 }), "c");
+    await repo.recordKnotEvent(
+      knot({ taskId: "t2", cardId: "2", sendCard: { send: true, deadlineAt: 99_000 } }),
+    );
+    const [job] = await repo.claimJobs("W", 60_000, 70_000, 1);
+    expect(job?.taskId).toBe("t2");
+    expect(
+      await repo.finishJob("t2", "W", { state: "sent", completedAt: 61_000, sentCardUuid: "sent" }),
+    ).toBe(true);
+    expect(await repo.getCard("sent")).toMatchObject({ firstSentAt: 61_000 });
+    // A second send does not move the first-send time (the grace period counts from the first).
+    await repo.recordKnotEvent(
+      knot({ taskId: "t3", cardId: "2", sendCard: { send: true, deadlineAt: 99_000 } }),
+    );
+    await repo.claimJobs("W", 62_000, 70_000, 1);
+    await repo.finishJob("t3", "W", { state: "sent", completedAt: 63_000, sentCardUuid: "sent" });
+    expect(await repo.getCard("sent")).toMatchObject({ firstSentAt: 61_000 });
+    // now = 70_000, TTL 60 s (received at or before 10_000), grace 5 s (first sent at or before 65_000).
+    expect((await repo.purgeSecrets(10_000, 65_000, 70_000)).sort()).toEqual(["old", "sent"]);
+    expect(await repo.purgeSecrets(10_000, 65_000, 70_001)).toEqual([]);
+    for (const uuid of ["old", "sent"]) {
+      expect(await repo.getCard(uuid)).toMatchObject({ secretsPurgedAt: 70_000 });
+    }
+    expect(await repo.getCard("fresh")).not.toHaveProperty("secretsPurgedAt");
+    expect(await cardFor(repo, "u", "2")).toMatchObject({ secretsJwe: "", secretsPurgedAt: 70_000 });
+    expect((await cardFor(repo, "u", "3"))?.secretsJwe).toBe("h.k.i.c.t");
+    // A redelivery of a purged card does not bring its secrets back.
+    expect(
+      (await repo.storeDotvaCard(card({ cardUuid: "old", cardId: "1", receivedAt: 1_000 }), "a")).outcome,
+    ).toBe("duplicate");
+    expect(await repo.getCard("old")).toMatchObject({ secretsPurgedAt: 70_000 });
+  });
+
+  it("accepts one body per Knot (event, session_id): the same body again is a duplicate, another is refused", async () => {
+    const first = knot({ digest: "a1", sessionId: "S", sendCard: { send: true, deadlineAt: 16_000 } });
+    expect(await repo.recordKnotEvent(first)).toBe("recorded_with_job");
+    expect(await repo.recordKnotEvent(first)).toBe("duplicate");
+    // The replay: same event and session_id (so the same signature), edited task and card.
+    const edited = knot({
+      digest: "a2",
+      sessionId: "S",
+      taskId: "666",
+      cardId: "victim-card",
+      sendCard: { send: true, deadlineAt: 16_000 },
+    });
+    expect(await repo.recordKnotEvent(edited)).toBe("session_conflict");
+    expect(await repo.getTask("666")).toBeUndefined();
+    expect(await repo.claimJobs("W", 1_000, 5_000, 10)).toEqual([
+      expect.objectContaining({ taskId: "25605" }),
+    ]);
+    // Another event of the same session is its own pair; events without a session_id are not paired.
+    expect(await repo.recordKnotEvent(knot({ digest: "a3", sessionId: "S", event: "CARD_UPDATED" }))).toBe(
+      "recorded",
+    );
+    const status = { event: "MERCHANT_STATUS_UPDATE", sessionId: undefined, taskId: undefined };
+    expect(await repo.recordKnotEvent(knot({ ...status, digest: "m1" }))).toBe("recorded");
+    expect(await repo.recordKnotEvent(knot({ ...status, digest: "m2" }))).toBe("recorded");
   });
 
   it("records unknown events once per digest", async () => {
-    const e = { source: "dotva" as const, eventType: "card.frozen", digest: "x", body: "{}", receivedAt: 1 };
+    const e = {
+      source: "dotva" as const,
+      eventType: "card.frozen",
+      digest: "x",
+      members: "event",
+      receivedAt: 1,
+    };
     await repo.recordUnknownEvent(e);
     await repo.recordUnknownEvent(e);
     expect(await repo.countUnknownEvents("dotva")).toBe(1);
@@ -176,7 +284,7 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
     expect(task).toMatchObject({
       state: "CARD_FAILED",
       failureReason: "card expired",
-      sessionId: "s1",
+      sessionId: "s-a",
       merchantName: "Uber",
       sendCard: true,
       job: { state: "pending", deadlineAt: 16_000, attempts: 0 },
@@ -253,11 +361,13 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
     expect(await repo.listTransactionEvents(undefined, 10)).toHaveLength(3);
   });
 
-  it("stores cardholder profiles", async () => {
+  it("stores and deletes cardholder profiles", async () => {
     expect(await repo.putCardholder("u1", { a: 1 }, 1)).toBe("created");
     expect(await repo.putCardholder("u1", { a: 2 }, 2)).toBe("updated");
     expect(await repo.getCardholder("u1")).toEqual({ a: 2 });
     expect(await repo.getCardholder("u2")).toBeUndefined();
+    expect(await repo.deleteCardholder("u1")).toBe(true);
+    expect(await repo.getCardholder("u1")).toBeUndefined();
   });
 
   it("leases jobs: one owner at a time, reclaimable after the lease, finish only by the owner", async () => {
@@ -318,5 +428,44 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
       state: "failed",
       errorCode: "DEADLINE_EXCEEDED",
     });
+  });
+});
+
+describe("SQLite files at rest", () => {
+  it("creates the database, its -wal and -shm 0600 in a 0700 directory, whatever the umask", async () => {
+    const dir = join(tmp, "modes", "nested");
+    const path = join(dir, "gw.sqlite");
+    const umask = process.umask(0o000);
+    let repo: SqliteRepository;
+    try {
+      repo = new SqliteRepository(path);
+    } finally {
+      process.umask(umask);
+    }
+    try {
+      await repo.migrate();
+      await repo.storeDotvaCard(card(), "d");
+      const mode = (p: string) => statSync(p).mode & 0o777;
+      expect(mode(dir)).toBe(0o700);
+      for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+        expect(existsSync(file)).toBe(true);
+        expect(mode(file).toString(8)).toBe("600");
+      }
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it("narrows an existing world-readable database file to 0600", async () => {
+    const path = join(tmp, "loose.sqlite");
+    writeFileSync(path, "");
+    chmodSync(path, 0o644);
+    const repo = new SqliteRepository(path);
+    try {
+      await repo.migrate();
+      expect((statSync(path).mode & 0o777).toString(8)).toBe("600");
+    } finally {
+      await repo.close();
+    }
   });
 });

@@ -3,8 +3,8 @@ import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
-import { helpText, loadConfig, VARIABLES } from "../../src/gateway/config.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { DEFAULTS, helpText, loadConfig, VARIABLES } from "../../src/gateway/config.js";
 import { signatureBase, verifyKnotSignature } from "../../src/gateway/knot/signature.js";
 import { fullJitterDelay, nextRetryDelay } from "../../src/gateway/sendcard/backoff.js";
 import { gatewayEnv } from "../support/gateway-env.js";
@@ -74,31 +74,136 @@ describe("configuration", () => {
     expect(error({ ...base, GATEWAY_ENV: "production", KNOT_WEBHOOK_VERIFY: "false" })).toMatch(
       /^KNOT_WEBHOOK_VERIFY/,
     );
-    expect(error({ ...base, GATEWAY_ENV: "production" })).toMatch(/^CUSTODY_INSECURE/);
+    expect(error({ ...base, GATEWAY_ENV: "production" })).toMatch(/^GATEWAY_CUSTODY_INSECURE/);
     expect(loadConfig({ ...base, KNOT_WEBHOOK_VERIFY: "false" }).knot.verifyWebhooks).toBe(false);
   });
-  it("production accepts an IP allow-list as Dotva's only sender check (no header Dotva does not send)", () => {
+
+  describe("production", () => {
     const dir = mkdtempSync(join(tmpdir(), "gw-cfg-"));
     const pem = join(dir, "x.pem");
     writeFileSync(pem, "placeholder");
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    /** Everything production asks for, so each case below breaks exactly one rule. */
     const prod = {
       ...base,
       GATEWAY_ENV: "production",
-      CUSTODY_INSECURE: undefined,
-      CUSTODY_CA_FILE: pem,
-      CUSTODY_CERT_FILE: pem,
-      CUSTODY_KEY_FILE: pem,
-      DOTVA_SHARED_SECRET: undefined,
-      DOTVA_HMAC_SECRET: undefined,
+      GATEWAY_CUSTODY_INSECURE: undefined,
+      GATEWAY_CUSTODY_CA_FILE: pem,
+      GATEWAY_CUSTODY_CERT_FILE: pem,
+      GATEWAY_CUSTODY_KEY_FILE: pem,
+      KNOT_BASE_URL: "https://production.knotapi.com",
+      KNOT_IP_ALLOWLIST: "198.51.100.7",
     };
-    try {
-      expect(error(prod)).toMatch(/^DOTVA_SHARED_SECRET: production needs at least one Dotva sender check/);
-      const cfg = loadConfig({ ...prod, DOTVA_IP_ALLOWLIST: "198.51.100.0/24" });
+
+    it("starts with https Knot, a Knot source allow-list and mTLS to custody", () => {
+      const cfg = loadConfig(prod);
+      expect(cfg.knot).toMatchObject({
+        baseUrl: "https://production.knotapi.com",
+        ipAllowlist: ["198.51.100.7"],
+      });
+      expect(cfg.env).toBe("production");
+    });
+
+    it("accepts an IP allow-list as Dotva's only sender check (no header Dotva does not send)", () => {
+      const noDotvaCheck = { ...prod, DOTVA_SHARED_SECRET: undefined, DOTVA_HMAC_SECRET: undefined };
+      expect(error(noDotvaCheck)).toMatch(
+        /^DOTVA_SHARED_SECRET: production needs at least one Dotva sender check/,
+      );
+      const cfg = loadConfig({ ...noDotvaCheck, DOTVA_IP_ALLOWLIST: "198.51.100.0/24" });
       expect(cfg.dotva).toEqual({ ipAllowlist: ["198.51.100.0/24"] });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("refuses http for KNOT_BASE_URL and KNOT_REDIRECT_ORIGINS (Basic credentials and Knot's key in clear)", () => {
+      expect(error({ ...prod, KNOT_BASE_URL: "http://production.knotapi.com" })).toMatch(
+        /^KNOT_BASE_URL: must be an https URL outside GATEWAY_ENV=development/,
+      );
+      expect(error({ ...prod, KNOT_REDIRECT_ORIGINS: "https://a.knotapi.com,http://b.knotapi.com" })).toMatch(
+        /^KNOT_REDIRECT_ORIGINS: every origin must be https/,
+      );
+      expect(loadConfig({ ...base, KNOT_BASE_URL: "http://127.0.0.1:9" }).knot.baseUrl).toBe(
+        "http://127.0.0.1:9",
+      );
+    });
+
+    it("requires KNOT_IP_ALLOWLIST: Knot's signature leaves task_id and card_id unsigned", () => {
+      expect(error({ ...prod, KNOT_IP_ALLOWLIST: undefined })).toMatch(
+        /^KNOT_IP_ALLOWLIST: required in production/,
+      );
+      expect(error({ ...prod, KNOT_IP_ALLOWLIST: " , " })).toMatch(
+        /^KNOT_IP_ALLOWLIST: required in production/,
+      );
+    });
+
+    it("requires sslmode=verify-full for PostgreSQL, never echoing the URL", () => {
+      const pg = { ...prod, GATEWAY_STORAGE: "postgres" };
+      for (const url of [
+        "postgres://gw:hunter2@db.internal/gateway",
+        "postgres://gw:hunter2@db.internal/gateway?sslmode=require",
+        "postgres://gw:hunter2@db.internal/gateway?sslmode=verify-ca",
+        "host=db.internal sslmode=verify-full password=hunter2",
+      ]) {
+        const msg = error({ ...pg, GATEWAY_DATABASE_URL: url });
+        expect(msg).toMatch(/^GATEWAY_DATABASE_URL: production requires .*sslmode=verify-full/);
+        expect(msg).not.toContain("hunter2");
+      }
+      const ok = "postgres://gw:hunter2@db.internal/gateway?sslmode=verify-full&sslrootcert=/etc/ca.pem";
+      expect(loadConfig({ ...pg, GATEWAY_DATABASE_URL: ok }).storage).toEqual({
+        driver: "postgres",
+        url: ok,
+      });
+      expect(
+        loadConfig({ ...base, GATEWAY_STORAGE: "postgres", GATEWAY_DATABASE_URL: "postgres://x/y" }).storage
+          .driver,
+      ).toBe("postgres");
+    });
+  });
+
+  it("refuses the gateway's old custody variable names, naming the new one", () => {
+    const renamed = {
+      CUSTODY_ADDRESS: "GATEWAY_CUSTODY_ADDRESS",
+      CUSTODY_CA_FILE: "GATEWAY_CUSTODY_CA_FILE",
+      CUSTODY_CERT_FILE: "GATEWAY_CUSTODY_CERT_FILE",
+      CUSTODY_KEY_FILE: "GATEWAY_CUSTODY_KEY_FILE",
+      CUSTODY_SERVER_NAME: "GATEWAY_CUSTODY_SERVER_NAME",
+      CUSTODY_INSECURE: "GATEWAY_CUSTODY_INSECURE",
+    };
+    for (const [old, replacement] of Object.entries(renamed)) {
+      expect(error({ ...base, [old]: "127.0.0.1:2" })).toBe(
+        `${old}: the gateway no longer reads this name; rename it to ${replacement}`,
+      );
+    }
+    // Custody's own variables are not the gateway's business.
+    expect(error({ ...base, CUSTODY_LISTEN: "127.0.0.1:7443" })).toBe("");
+  });
+
+  it("takes every default from the VARIABLES table, the one place that states them", () => {
+    const minimal = {
+      GATEWAY_ENV: "development",
+      GATEWAY_INTERNAL_TOKEN: base.GATEWAY_INTERNAL_TOKEN,
+      KNOT_BASE_URL: "http://127.0.0.1:1",
+      KNOT_CLIENT_ID: "id",
+      KNOT_CLIENT_SECRET: "secret",
+      GATEWAY_CUSTODY_ADDRESS: "127.0.0.1:2",
+      GATEWAY_CUSTODY_INSECURE: "true",
+    };
+    const cfg = loadConfig(minimal);
+    expect(cfg).toMatchObject({
+      host: DEFAULTS.GATEWAY_HOST,
+      port: Number(DEFAULTS.GATEWAY_PORT),
+      storage: { driver: DEFAULTS.GATEWAY_STORAGE, path: DEFAULTS.GATEWAY_SQLITE_PATH },
+      secrets: {
+        ttlMs: Number(DEFAULTS.GATEWAY_SECRETS_TTL_SECONDS) * 1000,
+        keepAfterSendMs: Number(DEFAULTS.GATEWAY_SECRETS_KEEP_AFTER_SEND_SECONDS) * 1000,
+      },
+      knot: { webhookToleranceMs: Number(DEFAULTS.KNOT_WEBHOOK_TOLERANCE_SECONDS) * 1000 },
+      sendCard: { deadlineMs: Number(DEFAULTS.SEND_CARD_DEADLINE_MS) },
+    });
+    expect(DEFAULTS.KNOT_WEBHOOK_TOLERANCE_SECONDS).toBe("900");
+    for (const v of VARIABLES) {
+      if ("default" in v) expect(helpText()).toContain(`${v.name}`);
     }
   });
+
   it("KNOT_REDIRECT_ORIGINS takes origins only", () => {
     expect(
       loadConfig({ ...base, KNOT_REDIRECT_ORIGINS: "https://a.knotapi.com, https://b.knotapi.com/" }).knot

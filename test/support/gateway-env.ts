@@ -1,6 +1,10 @@
-/** Gateway environments for tests: development mode, 127.0.0.1, free ports, short polling. */
+/**
+ * Gateway environments for tests: development mode, a free port, short polling. Everything else is the
+ * configuration module's own default (src/gateway/config.ts DEFAULTS), never repeated here.
+ */
 import { createHash, createHmac, createPublicKey, randomUUID } from "node:crypto";
 import { CompactEncrypt } from "jose";
+import { vi } from "vitest";
 import type { GatewayConfig } from "../../src/gateway/config.js";
 import { loadConfig } from "../../src/gateway/config.js";
 
@@ -20,7 +24,6 @@ export function gatewayEnv(o: {
 }): Record<string, string> {
   return {
     GATEWAY_ENV: "development",
-    GATEWAY_HOST: "127.0.0.1",
     GATEWAY_PORT: "0",
     GATEWAY_LOG_LEVEL: "silent",
     GATEWAY_INTERNAL_TOKEN: TEST_INTERNAL_TOKEN,
@@ -32,10 +35,14 @@ export function gatewayEnv(o: {
     KNOT_BASE_URL: o.knotUrl,
     KNOT_CLIENT_ID,
     KNOT_CLIENT_SECRET: KNOT_SECRET,
-    CUSTODY_ADDRESS: o.custodyAddress,
+    GATEWAY_CUSTODY_ADDRESS: o.custodyAddress,
     ...(o.tls
-      ? { CUSTODY_CA_FILE: o.tls.ca, CUSTODY_CERT_FILE: o.tls.cert, CUSTODY_KEY_FILE: o.tls.key }
-      : { CUSTODY_INSECURE: "true" }),
+      ? {
+          GATEWAY_CUSTODY_CA_FILE: o.tls.ca,
+          GATEWAY_CUSTODY_CERT_FILE: o.tls.cert,
+          GATEWAY_CUSTODY_KEY_FILE: o.tls.key,
+        }
+      : { GATEWAY_CUSTODY_INSECURE: "true" }),
     SEND_CARD_POLL_MS: "100",
     ...o.extra,
   };
@@ -67,6 +74,27 @@ export async function putProfile(internalUrl: string, externalUserId: string, pr
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
+/**
+ * Binds Dotva's (workspace_id, card_id) to a cardholder, as the back office does when it starts a Knot
+ * session: a send-card job sends only a card bound to the task's external_user_id.
+ */
+export async function bindCard(
+  internalUrl: string,
+  externalUserId: string,
+  cardId: string,
+  workspaceId = "12",
+) {
+  const res = await fetch(
+    `${internalUrl}/v1/cardholders/${encodeURIComponent(externalUserId)}/cards/${encodeURIComponent(cardId)}`,
+    {
+      method: "PUT",
+      headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ workspace_id: workspaceId }),
+    },
+  );
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
 export async function internalGet(internalUrl: string, path: string) {
   const res = await fetch(`${internalUrl}${path}`, {
     headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}` },
@@ -74,15 +102,16 @@ export async function internalGet(internalUrl: string, path: string) {
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-/** Polls `check` until it returns a value or `ms` pass. */
-export async function waitFor<T>(check: () => Promise<T | undefined>, ms = 10_000, every = 25): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, every));
-  }
+/** vitest's bounded poll: `check` until it returns a value, failing the test after `ms`. */
+export function waitFor<T>(check: () => Promise<T | undefined>, ms = 10_000, every = 25): Promise<T> {
+  return vi.waitFor(
+    async () => {
+      const v = await check();
+      if (v === undefined) throw new Error(`condition not met within ${ms} ms`);
+      return v;
+    },
+    { timeout: ms, interval: every },
+  );
 }
 
 /**

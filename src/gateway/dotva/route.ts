@@ -10,14 +10,21 @@
  * - anything that can never become valid (not JSON, no event, a documented field missing or
  *   malformed): quarantined for humans, because answering 4xx would only make Dotva retry it forever.
  *
+ * Neither of the last two keeps the body: it may carry a `secrets_jwe` we will never use, and ids and
+ * values nobody needs. What is kept is the reason, the event name, the card_uuid when readable, and the
+ * body's member names.
+ *
  * Sender checks (401/403) stay non-200 on purpose: they fail because of our configuration or a sender
  * that is not Dotva, and Dotva's retries are what delivers its cards once the configuration is fixed.
  */
 import { createHash } from "node:crypto";
 import type { FastifyInstance } from "fastify";
+import { z } from "zod";
 import type { GatewayConfig } from "../config.js";
 import { StorageUnavailableError } from "../errors.js";
+import { memberNames } from "../http/member-names.js";
 import { INVALID_JSON } from "../http/raw-json.js";
+import { errorResponses, webhookAckSchema } from "../http/responses.js";
 import { describeIssue } from "../http/validate.js";
 import type { GatewayMetrics } from "../metrics.js";
 import type { GatewayRepository } from "../storage/repository.js";
@@ -44,82 +51,96 @@ export function registerDotvaRoute(app: FastifyInstance, deps: DotvaRouteDeps): 
   const count = (event: string, outcome: string) =>
     deps.metrics.webhooks.inc({ source: "dotva", event, outcome });
 
-  app.post("/webhooks/dotva", async (req, reply) => {
-    const receivedAt = Date.now();
-    const raw = req.rawBody ?? Buffer.alloc(0);
-    try {
-      checkSender({ ip: req.ip, rawBody: raw, header: (name) => headerValue(req.headers[name]) });
-    } catch (error) {
-      count("unverified", "rejected_sender");
-      throw error;
-    }
-    const digest = createHash("sha256").update(raw).digest("hex");
+  app.post(
+    "/webhooks/dotva",
+    {
+      schema: {
+        // Permissive on purpose: every body must reach the handler, which stores, records or quarantines
+        // it and answers 200 (Dotva would retry a 4xx forever); the envelope is read in the handler.
+        body: z.unknown(),
+        response: { 200: webhookAckSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const receivedAt = Date.now();
+      const raw = req.rawBody ?? Buffer.alloc(0);
+      try {
+        checkSender({ ip: req.ip, rawBody: raw, header: (name) => headerValue(req.headers[name]) });
+      } catch (error) {
+        count("unverified", "rejected_sender");
+        throw error;
+      }
+      const digest = createHash("sha256").update(raw).digest("hex");
 
-    const quarantine = async (kind: QuarantineKind, reason: string, event?: string) => {
-      const data = (req.body as { data?: { card_uuid?: unknown } } | undefined)?.data;
-      const cardUuid =
-        typeof data?.card_uuid === "string" && /^[A-Za-z0-9_.:-]{1,128}$/.test(data.card_uuid)
-          ? normaliseCardUuid(data.card_uuid)
-          : undefined;
-      const fresh = await commit(() =>
-        deps.repo.quarantineDotva({
-          digest,
-          reason,
-          ...(event !== undefined ? { event } : {}),
-          ...(cardUuid !== undefined ? { cardUuid } : {}),
-          body: raw.toString("utf8"),
-          receivedAt,
-        }),
-      );
-      count(event === CARD_ISSUED_SECRETS ? CARD_ISSUED_SECRETS : "unknown", "quarantined");
-      if (fresh) deps.metrics.dotvaQuarantined.inc({ kind });
-      req.log.warn(
-        { reason, cardUuid, kind },
-        "Dotva delivery can never become valid; acknowledged and quarantined",
-      );
-      return reply.code(200).send({ received: true, outcome: "quarantined", reason });
-    };
+      const quarantine = async (kind: QuarantineKind, reason: string, event?: string) => {
+        const data = (req.body as { data?: { card_uuid?: unknown } } | undefined)?.data;
+        const cardUuid =
+          typeof data?.card_uuid === "string" && /^[A-Za-z0-9_.:-]{1,128}$/.test(data.card_uuid)
+            ? normaliseCardUuid(data.card_uuid)
+            : undefined;
+        const fresh = await commit(() =>
+          deps.repo.quarantineDotva({
+            digest,
+            reason,
+            ...(event !== undefined ? { event } : {}),
+            ...(cardUuid !== undefined ? { cardUuid } : {}),
+            members: memberNames(req.body),
+            receivedAt,
+          }),
+        );
+        count(event === CARD_ISSUED_SECRETS ? CARD_ISSUED_SECRETS : "unknown", "quarantined");
+        if (fresh) deps.metrics.dotvaQuarantined.inc({ kind });
+        req.log.warn(
+          { reason, cardUuid, kind },
+          "Dotva delivery can never become valid; acknowledged and quarantined",
+        );
+        return reply.code(200).send({ received: true, outcome: "quarantined", reason });
+      };
 
-    if (req.body === INVALID_JSON || typeof req.body !== "object" || req.body === null) {
-      return quarantine("invalid_json", "body is not a JSON object");
-    }
-    const envelope = envelopeSchema.safeParse(req.body);
-    if (!envelope.success) {
-      return quarantine("invalid_envelope", describeIssue(envelope.error));
-    }
-    const eventName = envelope.data.event;
-    if (eventName !== CARD_ISSUED_SECRETS) {
-      await commit(() =>
-        deps.repo.recordUnknownEvent({
-          source: "dotva",
-          eventType: eventName,
-          digest,
-          body: raw.toString("utf8"),
-          receivedAt,
-        }),
-      );
-      count("unknown", "recorded_unknown");
-      req.log.info({ dotvaEvent: eventName.slice(0, 100) }, "unknown Dotva event acknowledged and recorded");
-      return reply.code(200).send({ received: true, outcome: "recorded_unknown_event" });
-    }
-    const parsed = cardIssuedSecretsSchema.safeParse(req.body);
-    if (!parsed.success) {
-      return quarantine("invalid_card", describeIssue(parsed.error), eventName);
-    }
-    const card = toDotvaCard(parsed.data, receivedAt);
-    const { outcome, differing } = await commit(() => deps.repo.storeDotvaCard(card, contentDigest(card)));
-    count(CARD_ISSUED_SECRETS, outcome);
-    if (outcome === "conflict" || outcome === "replaced") {
-      deps.metrics.dotvaConflicts.inc({ outcome });
-      req.log.warn(
-        { cardUuid: card.cardUuid, cardLast4: card.cardLast4, differing, outcome },
-        outcome === "conflict"
-          ? "Dotva redelivered a card_uuid with different content; first delivery kept, difference recorded"
-          : "Dotva redelivered a card_uuid whose stored secrets custody refused; the redelivery replaced them",
-      );
-    }
-    return reply.code(200).send({ received: true, outcome, card_uuid: card.cardUuid });
-  });
+      if (req.body === INVALID_JSON || typeof req.body !== "object" || req.body === null) {
+        return quarantine("invalid_json", "body is not a JSON object");
+      }
+      const envelope = envelopeSchema.safeParse(req.body);
+      if (!envelope.success) {
+        return quarantine("invalid_envelope", describeIssue(envelope.error));
+      }
+      const eventName = envelope.data.event;
+      if (eventName !== CARD_ISSUED_SECRETS) {
+        await commit(() =>
+          deps.repo.recordUnknownEvent({
+            source: "dotva",
+            eventType: eventName,
+            digest,
+            members: memberNames(req.body),
+            receivedAt,
+          }),
+        );
+        count("unknown", "recorded_unknown");
+        req.log.info(
+          { dotvaEvent: eventName.slice(0, 100) },
+          "unknown Dotva event acknowledged and recorded",
+        );
+        return reply.code(200).send({ received: true, outcome: "recorded_unknown_event" });
+      }
+      const parsed = cardIssuedSecretsSchema.safeParse(req.body);
+      if (!parsed.success) {
+        return quarantine("invalid_card", describeIssue(parsed.error), eventName);
+      }
+      const card = toDotvaCard(parsed.data, receivedAt);
+      const { outcome, differing } = await commit(() => deps.repo.storeDotvaCard(card, contentDigest(card)));
+      count(CARD_ISSUED_SECRETS, outcome);
+      if (outcome === "conflict" || outcome === "replaced") {
+        deps.metrics.dotvaConflicts.inc({ outcome });
+        req.log.warn(
+          { cardUuid: card.cardUuid, cardLast4: card.cardLast4, differing, outcome },
+          outcome === "conflict"
+            ? "Dotva redelivered a card_uuid with different content; first delivery kept, difference recorded"
+            : "Dotva redelivered a card_uuid whose stored secrets custody refused; the redelivery replaced them",
+        );
+      }
+      return reply.code(200).send({ received: true, outcome, card_uuid: card.cardUuid });
+    },
+  );
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {

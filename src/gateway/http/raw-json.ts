@@ -8,7 +8,7 @@
  * (JSON.parse source-text access, in V8 since Node 21), so ids reach the schemas with all their digits.
  *
  * A body that is not JSON is not refused here: the Dotva route acknowledges and quarantines it (Dotva
- * would otherwise retry it forever), the other routes answer 400 through `parseBody`.
+ * would otherwise retry it forever), the internal API answers 400 through its body schemas (zod-schema.ts).
  */
 import type { FastifyInstance } from "fastify";
 

@@ -2,18 +2,29 @@
  * POST /webhooks/knot. Knot retries anything not answered 200 within 10 s, so the handler only
  * verifies, records (one short transaction, deduplicated by body digest) and answers; the card is sent
  * by the send-card worker, woken right after the commit.
+ *
+ * Knot's signature covers the body's length, event and session_id only, so a captured signature also
+ * verifies on an edited body of the same length (another task_id, another card_id). Defences here, in
+ * order: the source allow-list (required in production), the signature, a timestamp window, and one
+ * accepted body per (event, session_id), enforced in the same transaction that records the event. The
+ * send-card job then sends only a card bound to the task's external_user_id (send-job.ts).
  */
 import { createHash } from "node:crypto";
 import type { FastifyInstance } from "fastify";
+import { z } from "zod";
 import type { GatewayConfig } from "../config.js";
 import {
   InvalidBodyError,
+  KnotReplayError,
   KnotSignatureError,
+  KnotTimestampError,
   SourceNotAllowedError,
   StorageUnavailableError,
 } from "../errors.js";
+import { memberNames } from "../http/member-names.js";
 import { partnerId } from "../http/partner-ids.js";
 import { INVALID_JSON } from "../http/raw-json.js";
+import { errorResponses, webhookAckSchema } from "../http/responses.js";
 import { sourceAllowlist } from "../http/source-allowlist.js";
 import { describeIssue } from "../http/validate.js";
 import type { GatewayMetrics } from "../metrics.js";
@@ -37,6 +48,7 @@ export interface KnotRouteDeps {
   readonly jobClaim: () => { readonly owner: string; readonly leaseUntil: number };
   /** Called with the job, already leased to this instance, once the AUTHENTICATED is committed. */
   readonly onSendCardJob: (job: SendCardJob) => void;
+  readonly now?: () => number;
 }
 
 const header = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
@@ -51,96 +63,140 @@ export function registerKnotRoute(app: FastifyInstance, deps: KnotRouteDeps): vo
       outcome,
     });
 
-  app.post("/webhooks/knot", async (req, reply) => {
-    const receivedAt = Date.now();
-    const raw = req.rawBody ?? Buffer.alloc(0);
-    if (allowed && !allowed(req.ip)) {
-      count("unverified", "rejected_source");
-      throw new SourceNotAllowedError("this source address may not deliver Knot webhooks");
-    }
-    const body = (typeof req.body === "object" && req.body !== null ? req.body : {}) as Record<
-      string,
-      unknown
-    >;
-    if (knot.verifyWebhooks) {
-      const event = typeof body.event === "string" ? body.event : "";
-      const sessionId = typeof body.session_id === "string" ? body.session_id : undefined;
-      const ok = verifyKnotSignature(
-        knot.clientSecret,
-        {
-          contentLength: header(req.headers["content-length"]) ?? String(raw.length),
-          contentType: header(req.headers["content-type"]) ?? "",
-          encryptionType: header(req.headers["encryption-type"]) ?? "",
-          event,
-          ...(sessionId !== undefined ? { sessionId } : {}),
-        },
-        header(req.headers["knot-signature"]),
-      );
-      if (!ok) {
-        count("unverified", "bad_signature");
-        req.log.warn("Knot webhook with a missing or wrong Knot-Signature rejected");
-        throw new KnotSignatureError("Knot-Signature is missing or does not match this request");
+  const now = deps.now ?? Date.now;
+  app.post(
+    "/webhooks/knot",
+    {
+      schema: {
+        // Permissive on purpose: the signature is checked over the bytes as sent, and unknown events,
+        // members and enum values are acknowledged and recorded (Knot retries anything but 200); each
+        // event's fields are read by knot/schema.ts after that.
+        body: z.unknown(),
+        response: { 200: webhookAckSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const receivedAt = now();
+      const raw = req.rawBody ?? Buffer.alloc(0);
+      if (allowed && !allowed(req.ip)) {
+        count("unverified", "rejected_source");
+        throw new SourceNotAllowedError("this source address may not deliver Knot webhooks");
       }
-    }
-    if (req.body === INVALID_JSON) {
-      count("unverified", "invalid");
-      throw new InvalidBodyError("body is not valid JSON");
-    }
-    const digest = createHash("sha256").update(raw).digest("hex");
-    // Knot retries anything but 200, and a body we cannot read will not read better next time: it is
-    // acknowledged and kept verbatim with the reason, never refused.
-    const keepUnparsed = async (eventType: string, reason: string | undefined) => {
-      await commit(() =>
-        deps.repo.recordUnknownEvent({
-          source: "knot",
-          eventType,
-          digest,
-          body: raw.toString("utf8"),
-          receivedAt,
-          ...(reason !== undefined ? { reason } : {}),
-        }),
-      );
-      const outcome = reason === undefined ? "recorded_unknown" : "recorded_unparsed";
-      count(eventType, outcome);
-      if (reason !== undefined) {
+      const body = (typeof req.body === "object" && req.body !== null ? req.body : {}) as Record<
+        string,
+        unknown
+      >;
+      if (knot.verifyWebhooks) {
+        const event = typeof body.event === "string" ? body.event : "";
+        const sessionId = typeof body.session_id === "string" ? body.session_id : undefined;
+        const ok = verifyKnotSignature(
+          knot.clientSecret,
+          {
+            contentLength: header(req.headers["content-length"]) ?? String(raw.length),
+            contentType: header(req.headers["content-type"]) ?? "",
+            encryptionType: header(req.headers["encryption-type"]) ?? "",
+            event,
+            ...(sessionId !== undefined ? { sessionId } : {}),
+          },
+          header(req.headers["knot-signature"]),
+        );
+        if (!ok) {
+          count("unverified", "bad_signature");
+          req.log.warn("Knot webhook with a missing or wrong Knot-Signature rejected");
+          throw new KnotSignatureError("Knot-Signature is missing or does not match this request");
+        }
+      }
+      if (req.body === INVALID_JSON) {
+        count("unverified", "invalid");
+        throw new InvalidBodyError("body is not valid JSON");
+      }
+      // The timestamp is not signed either, but a replay that keeps Knot's old one is stopped here, and
+      // the window is wide enough for Knot's own retries (two more, minutes apart).
+      const timestamp = body.timestamp;
+      if (typeof timestamp !== "number" || Math.abs(timestamp - receivedAt) > knot.webhookToleranceMs) {
+        deps.metrics.knotWebhooksRefused.inc({ reason: "stale_timestamp" });
+        count(typeof body.event === "string" ? body.event : "unverified", "stale_timestamp");
         req.log.warn(
-          { knotEvent: eventType.slice(0, 100), reason },
-          "Knot webhook not understood; kept verbatim",
+          {
+            knotEvent: typeof body.event === "string" ? body.event.slice(0, 100) : undefined,
+            knotTimestamp: typeof timestamp === "number" ? timestamp : undefined,
+          },
+          "Knot webhook refused: timestamp missing or outside KNOT_WEBHOOK_TOLERANCE_SECONDS (replayed signature?)",
+        );
+        throw new KnotTimestampError(
+          `timestamp must be epoch milliseconds within ${knot.webhookToleranceMs / 1000} s of the receiver's clock`,
         );
       }
+      const digest = createHash("sha256").update(raw).digest("hex");
+      // Knot retries anything but 200, and a body we cannot read will not read better next time: it is
+      // acknowledged and kept (its event name, member names and the reason; never the body), not refused.
+      const keepUnparsed = async (eventType: string, reason: string | undefined) => {
+        await commit(() =>
+          deps.repo.recordUnknownEvent({
+            source: "knot",
+            eventType,
+            digest,
+            members: memberNames(req.body),
+            receivedAt,
+            ...(reason !== undefined ? { reason } : {}),
+          }),
+        );
+        const outcome = reason === undefined ? "recorded_unknown" : "recorded_unparsed";
+        count(eventType, outcome);
+        if (reason !== undefined) {
+          req.log.warn(
+            { knotEvent: eventType.slice(0, 100), reason },
+            "Knot webhook not understood; kept verbatim",
+          );
+        }
+        return reply.code(200).send({ received: true, outcome });
+      };
+      const parsed = knotEventSchema.safeParse(req.body);
+      if (!parsed.success) {
+        const name = typeof body.event === "string" ? body.event.slice(0, 200) : "";
+        return keepUnparsed(name, describeIssue(parsed.error));
+      }
+      const event: KnotEvent = parsed.data;
+      if (!isKnownKnotEvent(event.event)) return keepUnparsed(event.event, undefined);
+      const record = toRecord(event, digest, receivedAt, deps.config.sendCard.deadlineMs, deps.jobClaim);
+      if (typeof record === "string") return keepUnparsed(event.event, record);
+      const outcome = await commit(() => deps.repo.recordKnotEvent(record));
+      count(event.event, outcome);
+      if (outcome === "session_conflict") {
+        deps.metrics.knotWebhooksRefused.inc({ reason: "session_conflict" });
+        req.log.error(
+          {
+            knotEvent: event.event,
+            sessionId: event.session_id,
+            taskId: event.task_id,
+            cardId: record.cardId,
+          },
+          "Knot webhook refused: another body was already accepted for this event and session_id (a replayed signature on an edited body)",
+        );
+        throw new KnotReplayError(
+          "a different body was already accepted for this event and session_id; Knot signs one body per pair",
+        );
+      }
+      if (outcome === "recorded_with_job" && record.sendCard?.send === true) {
+        deps.onSendCardJob({
+          taskId: record.taskId!,
+          knotCardId: record.cardId!,
+          externalUserId: record.externalUserId!,
+          receivedAt,
+          deadlineAt: record.sendCard.deadlineAt,
+          state: "running",
+          attempts: 1,
+        });
+      }
       return reply.code(200).send({ received: true, outcome });
-    };
-    const parsed = knotEventSchema.safeParse(req.body);
-    if (!parsed.success) {
-      const name = typeof body.event === "string" ? body.event.slice(0, 200) : "";
-      return keepUnparsed(name, describeIssue(parsed.error));
-    }
-    const event: KnotEvent = parsed.data;
-    if (!isKnownKnotEvent(event.event)) return keepUnparsed(event.event, undefined);
-    const record = toRecord(event, digest, raw, receivedAt, deps.config.sendCard.deadlineMs, deps.jobClaim);
-    if (typeof record === "string") return keepUnparsed(event.event, record);
-    const outcome = await commit(() => deps.repo.recordKnotEvent(record));
-    count(event.event, outcome);
-    if (outcome === "recorded_with_job" && record.sendCard?.send === true) {
-      deps.onSendCardJob({
-        taskId: record.taskId!,
-        knotCardId: record.cardId!,
-        externalUserId: record.externalUserId!,
-        receivedAt,
-        deadlineAt: record.sendCard.deadlineAt,
-        state: "running",
-        attempts: 1,
-      });
-    }
-    return reply.code(200).send({ received: true, outcome });
-  });
+    },
+  );
 }
 
 /** The record to store, or why the event cannot be acted on (a field it is acted on by is malformed). */
 function toRecord(
   e: KnotEvent,
   digest: string,
-  raw: Buffer,
   receivedAt: number,
   deadlineMs: number,
   claim: KnotRouteDeps["jobClaim"],
@@ -152,7 +208,6 @@ function toRecord(
     event: e.event,
     timestamp: e.timestamp ?? receivedAt,
     receivedAt,
-    body: raw.toString("utf8"),
     ...(e.session_id !== undefined ? { sessionId: e.session_id } : {}),
     ...(e.task_id !== undefined ? { taskId: e.task_id } : {}),
     ...(e.external_user_id !== undefined ? { externalUserId: e.external_user_id } : {}),

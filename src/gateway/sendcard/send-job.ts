@@ -13,6 +13,12 @@
  * - custody refusing the card's secrets (cannot decrypt, malformed): final, and the card is marked
  *   unusable so a differing redelivery from Dotva may replace its secrets.
  * - any other 4xx and every final redirect: final, recorded with Knot's status and code.
+ *
+ * Which card: only one bound to the task's external_user_id (PUT /v1/cardholders/{id}/cards/{card_id}),
+ * looked up by that binding's (workspace_id, card_id). A Knot signature does not cover task_id,
+ * external_user_id or data.card_id, so a task naming a card its user does not own is refused, final and
+ * alerted, before custody is asked; and custody's last four digits must be the stored ones before
+ * anything goes to Knot. A card whose secrets were purged (retention) cannot be sent.
  */
 import type { Logger } from "pino";
 import { rsaJwkThumbprint } from "../../crypto/fingerprint.js";
@@ -27,6 +33,8 @@ export type KnotApi = Pick<KnotClient, "jwk" | "invalidateJwk" | "postCard">;
 
 export interface SendJobContext {
   readonly repo: GatewayRepository;
+  /** GatewayConfig.secrets: a card past either limit is treated as purged even before the sweep. */
+  readonly retention: { readonly ttlMs: number; readonly keepAfterSendMs: number };
   readonly knot: KnotApi;
   readonly custody: CustodyCaller;
   readonly metrics: GatewayMetrics;
@@ -85,9 +93,50 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
     ...(e.knotStatus !== undefined ? { knotStatus: e.knotStatus } : {}),
   });
 
-  const card = await ctx.repo.findCardForKnot(job.knotCardId);
-  if (!card) {
-    return fail(new SendCardError("CARD_NOT_FOUND", "no Dotva card matches Knot's data.card_id", false));
+  const refuse = (code: string, message: string): JobOutcome => {
+    ctx.metrics.sendCardRefused.inc({ code });
+    ctx.log?.error(
+      { taskId: job.taskId, knotCardId: job.knotCardId, externalUserId: job.externalUserId, code },
+      "send-card refused before anything was sent",
+    );
+    return fail(new SendCardError(code, message, false));
+  };
+  const found = await ctx.repo.findCardForTask(job.externalUserId, job.knotCardId);
+  if (found.kind === "not_bound") {
+    return refuse(
+      "CARD_NOT_OWNED",
+      "no card with Knot's data.card_id is bound to the task's external_user_id; bind it with PUT /v1/cardholders/{external_user_id}/cards/{card_id}",
+    );
+  }
+  if (found.kind === "ambiguous") {
+    return refuse(
+      "CARD_AMBIGUOUS",
+      `${found.count} Dotva deliveries (different card_uuid) carry this workspace_id and card_id; resolve them before sending`,
+    );
+  }
+  if (found.kind === "not_found") {
+    return fail(
+      new SendCardError(
+        "CARD_NOT_FOUND",
+        "the card bound to this user has not been delivered by Dotva (no matching workspace_id and card_id)",
+        false,
+      ),
+    );
+  }
+  const card = found.card;
+  const t = now();
+  if (
+    card.secretsPurgedAt !== undefined ||
+    card.receivedAt <= t - ctx.retention.ttlMs ||
+    (card.firstSentAt !== undefined && card.firstSentAt <= t - ctx.retention.keepAfterSendMs)
+  ) {
+    return fail(
+      new SendCardError(
+        "CARD_SECRETS_PURGED",
+        "the card's secrets_jwe was purged (GATEWAY_SECRETS_TTL_SECONDS or GATEWAY_SECRETS_KEEP_AFTER_SEND_SECONDS); the card can no longer be sent",
+        false,
+      ),
+    );
   }
   const profile = await ctx.repo.getCardholder(job.externalUserId);
   if (!profile) {
@@ -137,11 +186,19 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
         },
         budget(),
       );
+      // custody.v1 returns the last four digits of the card it decrypted (no BIN): secrets that are not
+      // the stored card's (a substituted secrets_jwe) never reach Knot.
+      if (out.card_last4 !== card.cardLast4) {
+        return refuse(
+          "CARD_MISMATCH",
+          "custody decrypted a card whose last four digits differ from the stored card_last4; nothing sent",
+        );
+      }
       const res = await ctx.knot.postCard(job.taskId, out.jwe, budget());
       if (res.status >= 200 && res.status < 300) {
         const completedAt = now();
         ctx.metrics.sendCardLatency.observe((completedAt - job.receivedAt) / 1000);
-        return { state: "sent", completedAt, knotStatus: res.status };
+        return { state: "sent", completedAt, knotStatus: res.status, sentCardUuid: card.cardUuid };
       }
       if (res.errorCode === "INVALID_JWE" && !keyRefreshed) {
         keyRefreshed = true;

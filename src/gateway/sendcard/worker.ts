@@ -1,7 +1,8 @@
 /**
  * Runs send-card jobs from storage: woken at once when this instance records an AUTHENTICATED, and
  * polling for the rest (jobs left by a restart or recorded by another instance). Jobs are leased in
- * storage, so any number of instances can run this loop against one PostgreSQL.
+ * storage, so any number of instances can run this loop against one PostgreSQL. The poll also expires
+ * abandoned jobs and purges secrets past their retention (GatewayConfig.secrets).
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
@@ -54,10 +55,18 @@ export class SendCardWorker {
   }
 
   private async tick(): Promise<void> {
-    const { repo, metrics } = this.opts;
-    const now = Date.now();
-    const expired = this.expireDue ? await repo.expireJobs(now) : [];
+    const { repo, metrics, retention } = this.opts;
+    const now = (this.opts.now ?? Date.now)();
+    const sweep = this.expireDue;
     this.expireDue = false;
+    const expired = sweep ? await repo.expireJobs(now) : [];
+    if (sweep) {
+      const purged = await repo.purgeSecrets(now - retention.ttlMs, now - retention.keepAfterSendMs, now);
+      if (purged.length > 0) {
+        metrics.secretsPurged.inc(purged.length);
+        this.opts.log.info({ cards: purged.length }, "secrets_jwe purged after their retention period");
+      }
+    }
     for (const taskId of expired) {
       metrics.deadlineMisses.inc();
       metrics.sendCardOutcomes.inc({ outcome: "failed", code: "DEADLINE_EXCEEDED" });

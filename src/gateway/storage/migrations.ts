@@ -156,6 +156,46 @@ CREATE TABLE knot_transaction_events (
 CREATE INDEX knot_transaction_events_user ON knot_transaction_events (external_user_id);
 `;
 
+/**
+ * Issue 13 (replay, ownership, data at rest):
+ * - no raw partner body is stored any more: quarantined and unrecognised deliveries keep their reason
+ *   and the member names they had, Knot events the fields already extracted;
+ * - `secrets_jwe` is purged (emptied, `secrets_purged_at` set) after a retention period, or soon after
+ *   the card was first sent (`first_sent_at`);
+ * - one accepted body per Knot (event, session_id), the pair Knot's signature covers;
+ * - the card of a Knot task must be bound to the task's external_user_id (`card_owners`), and is then
+ *   looked up by (workspace_id, card_id).
+ */
+const v3Tables = (t: { bigint: string }) => `
+ALTER TABLE dotva_cards ADD COLUMN first_sent_at ${t.bigint};
+ALTER TABLE dotva_cards ADD COLUMN secrets_purged_at ${t.bigint};
+CREATE INDEX dotva_cards_workspace_card ON dotva_cards (workspace_id, card_id);
+ALTER TABLE dotva_quarantine DROP COLUMN body;
+ALTER TABLE dotva_quarantine ADD COLUMN members TEXT NOT NULL DEFAULT '';
+ALTER TABLE unknown_events DROP COLUMN body;
+ALTER TABLE unknown_events ADD COLUMN members TEXT NOT NULL DEFAULT '';
+ALTER TABLE knot_events DROP COLUMN body;
+CREATE TABLE knot_session_events (
+  event TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  task_id TEXT,
+  received_at ${t.bigint} NOT NULL,
+  PRIMARY KEY (event, session_id)
+);
+INSERT INTO knot_session_events (event, session_id, digest, task_id, received_at)
+  SELECT e.event, e.session_id, e.digest, e.task_id, e.received_at FROM knot_events e
+  WHERE e.id IN (SELECT MIN(id) FROM knot_events WHERE session_id IS NOT NULL GROUP BY event, session_id);
+CREATE TABLE card_owners (
+  workspace_id TEXT NOT NULL,
+  card_id TEXT NOT NULL,
+  external_user_id TEXT NOT NULL,
+  bound_at ${t.bigint} NOT NULL,
+  PRIMARY KEY (workspace_id, card_id),
+  UNIQUE (external_user_id, card_id)
+);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -168,5 +208,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "partner contracts as documented: quarantine, replaceable unusable cards, availability per SDK, transaction events",
     sqlite: v2Tables({ bigint: "INTEGER", serial: "INTEGER PRIMARY KEY AUTOINCREMENT" }),
     postgres: v2Tables({ bigint: "BIGINT", serial: "BIGSERIAL PRIMARY KEY" }),
+  },
+  {
+    version: 3,
+    name: "no raw bodies, secrets purge, one body per Knot (event, session_id), card owners",
+    sqlite: v3Tables({ bigint: "INTEGER" }),
+    postgres: v3Tables({ bigint: "BIGINT" }),
   },
 ];

@@ -39,26 +39,69 @@ export interface CardView extends Omit<DotvaCard, "secretsJwe"> {
   readonly conflicts: number;
   /** Custody's reason code when it refused these secrets; a differing redelivery then replaces them. */
   readonly unusableReason?: string;
+  /** When the card first reached Knot. */
+  readonly firstSentAt?: number;
+  /** When `secrets_jwe` was purged: the card can no longer be sent. */
+  readonly secretsPurgedAt?: number;
 }
 
-/** A Dotva delivery that can never become valid: acknowledged, kept for humans, never retried. */
+/** The card a send-card job may use: the one bound to the task's user, as stored. */
+export interface CardForSend {
+  readonly cardUuid: string;
+  readonly workspaceId: string;
+  readonly cardId: string;
+  readonly cardLast4: string;
+  readonly cardBin: string;
+  readonly keyFingerprint: string;
+  /** Empty once purged. */
+  readonly secretsJwe: string;
+  readonly receivedAt: number;
+  readonly firstSentAt?: number;
+  readonly secretsPurgedAt?: number;
+}
+
+/**
+ * - card: exactly one stored card matches the binding;
+ * - not_bound: no card with this card_id is bound to this external_user_id (whoever else owns it);
+ * - not_found: bound, but Dotva has not delivered that (workspace_id, card_id);
+ * - ambiguous: several deliveries (different card_uuid) carry the same (workspace_id, card_id).
+ */
+export type CardLookup =
+  | { readonly kind: "card"; readonly card: CardForSend }
+  | { readonly kind: "not_bound" }
+  | { readonly kind: "not_found"; readonly workspaceId: string }
+  | { readonly kind: "ambiguous"; readonly workspaceId: string; readonly count: number };
+
+/**
+ * - created / unchanged: the card is (now) bound to this user;
+ * - owned_by_another_user: another external_user_id owns this (workspace_id, card_id);
+ * - card_id_ambiguous: this user already owns a card with this card_id in another workspace.
+ */
+export type BindOutcome = "created" | "unchanged" | "owned_by_another_user" | "card_id_ambiguous";
+
+/**
+ * A Dotva delivery that can never become valid: acknowledged, kept for humans, never retried. The body
+ * itself is not kept (it may hold a `secrets_jwe`): only why it failed and which members it had.
+ */
 export interface QuarantinedDelivery {
   readonly digest: string;
   /** Which field broke the contract and how (never a value). */
   readonly reason: string;
   readonly event?: string;
   readonly cardUuid?: string;
-  readonly body: string;
+  /** Member names of the body (memberNames()), never values. */
+  readonly members: string;
   readonly receivedAt: number;
 }
 
-export type QuarantineView = Omit<QuarantinedDelivery, "body" | "digest"> & { readonly id: number };
+export type QuarantineView = Omit<QuarantinedDelivery, "digest"> & { readonly id: number };
 
+/** A partner body we do not act on, kept as its event name, member names and why; never the body. */
 export interface UnknownPartnerEvent {
   readonly source: "dotva" | "knot";
   readonly eventType: string;
   readonly digest: string;
-  readonly body: string;
+  readonly members: string;
   readonly receivedAt: number;
   /** Why it was not understood when the event name is known (e.g. a field of the wrong type). */
   readonly reason?: string;
@@ -79,7 +122,6 @@ export interface KnotEventRecord {
   /** Knot's own timestamp (ms); only a newer event moves a task's state. */
   readonly timestamp: number;
   readonly receivedAt: number;
-  readonly body: string;
   /** MERCHANT_STATUS_UPDATE only. */
   readonly availability?: {
     readonly type: string;
@@ -100,8 +142,12 @@ export interface KnotEventRecord {
     | { readonly send: false };
 }
 
-/** "recorded_with_job": a new send-card job was created (and leased to `claimBy` if given). */
-export type KnotRecordOutcome = "recorded" | "recorded_with_job" | "duplicate";
+/**
+ * "recorded_with_job": a new send-card job was created (and leased to `claimBy` if given);
+ * "session_conflict": another body was already accepted for this (event, session_id), the only pair
+ * Knot's signature covers; nothing was written.
+ */
+export type KnotRecordOutcome = "recorded" | "recorded_with_job" | "duplicate" | "session_conflict";
 
 export type JobState = "pending" | "running" | "sent" | "failed";
 
@@ -162,6 +208,8 @@ export interface TransactionEventView {
 
 export interface JobOutcome {
   readonly state: "sent" | "failed";
+  /** The card that reached Knot (state sent): its first send starts the post-send purge clock. */
+  readonly sentCardUuid?: string;
   readonly completedAt: number;
   readonly errorCode?: string;
   readonly errorMessage?: string;
@@ -181,10 +229,18 @@ export interface GatewayRepository {
   recordUnknownEvent(event: UnknownPartnerEvent): Promise<void>;
   countUnknownEvents(source: "dotva" | "knot"): Promise<number>;
   getCard(cardUuid: string): Promise<CardView | undefined>;
-  /** Knot's data.card_id is ours: matched to the Dotva card_id first, then card_uuid. */
-  findCardForKnot(
-    knotCardId: string,
-  ): Promise<Pick<DotvaCard, "cardUuid" | "secretsJwe" | "keyFingerprint" | "workspaceId"> | undefined>;
+  /**
+   * The card Knot's `data.card_id` names for a task of `externalUserId`: only through that user's
+   * binding, which fixes the workspace, then by (workspace_id, card_id).
+   */
+  findCardForTask(externalUserId: string, knotCardId: string): Promise<CardLookup>;
+  /** Records that `externalUserId` owns Dotva's (workspace_id, card_id). */
+  bindCard(externalUserId: string, workspaceId: string, cardId: string, now: number): Promise<BindOutcome>;
+  /**
+   * Empties `secrets_jwe` of cards delivered at or before `receivedBefore` or first sent at or before
+   * `sentBefore`; returns their card_uuids.
+   */
+  purgeSecrets(receivedBefore: number, sentBefore: number, now: number): Promise<string[]>;
   recordKnotEvent(event: KnotEventRecord): Promise<KnotRecordOutcome>;
   getTask(taskId: string): Promise<TaskView | undefined>;
   listMerchants(): Promise<MerchantAvailability[]>;
@@ -192,6 +248,8 @@ export interface GatewayRepository {
   listTransactionEvents(externalUserId: string | undefined, limit: number): Promise<TransactionEventView[]>;
   putCardholder(externalUserId: string, profile: unknown, now: number): Promise<"created" | "updated">;
   getCardholder(externalUserId: string): Promise<unknown | undefined>;
+  /** Removes a cardholder's profile and card bindings; false when there was neither. */
+  deleteCardholder(externalUserId: string): Promise<boolean>;
   /**
    * Takes up to `limit` runnable jobs (pending, or running with an expired lease) whose deadline has
    * not passed, leasing them to `owner` until `leaseUntil`. Two workers never hold the same job.

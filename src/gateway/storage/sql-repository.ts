@@ -29,7 +29,13 @@ export abstract class SqlRepository implements GatewayRepository {
   countUnknownEvents: GatewayRepository["countUnknownEvents"] = (source) =>
     q.countUnknownEvents(this.r, source);
   getCard: GatewayRepository["getCard"] = (uuid) => q.getCard(this.r, uuid);
-  findCardForKnot: GatewayRepository["findCardForKnot"] = (id) => q.findCardForKnot(this.r, id);
+  findCardForTask: GatewayRepository["findCardForTask"] = (user, id) => q.findCardForTask(this.r, user, id);
+  bindCard: GatewayRepository["bindCard"] = (user, workspace, card, now) =>
+    this.write((tx) => q.bindCard(tx, user, workspace, card, now));
+  purgeSecrets: GatewayRepository["purgeSecrets"] = (receivedBefore, sentBefore, now) =>
+    this.write((tx) => q.purgeSecrets(tx, receivedBefore, sentBefore, now));
+  deleteCardholder: GatewayRepository["deleteCardholder"] = (id) =>
+    this.write((tx) => q.deleteCardholder(tx, id));
   recordKnotEvent: GatewayRepository["recordKnotEvent"] = (e) => this.write((tx) => q.recordKnotEvent(tx, e));
   getTask: GatewayRepository["getTask"] = (id) => q.getTask(this.r, id);
   listMerchants: GatewayRepository["listMerchants"] = () => q.listMerchants(this.r);

@@ -3,6 +3,8 @@
  * driver numbers them) and only syntax both engines share: ON CONFLICT upserts, RETURNING.
  */
 import type {
+  BindOutcome,
+  CardLookup,
   CardView,
   DotvaCard,
   DotvaStoreResult,
@@ -106,21 +108,22 @@ export async function markCardUnusable(tx: SqlRunner, cardUuid: string, reason: 
 
 export async function quarantineDotva(tx: SqlRunner, d: QuarantinedDelivery): Promise<boolean> {
   const n = await tx.execute(
-    `INSERT INTO dotva_quarantine (digest, reason, event, card_uuid, body, received_at)
+    `INSERT INTO dotva_quarantine (digest, reason, event, card_uuid, members, received_at)
      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
-    [d.digest, d.reason, d.event ?? null, d.cardUuid ?? null, d.body, d.receivedAt],
+    [d.digest, d.reason, d.event ?? null, d.cardUuid ?? null, d.members, d.receivedAt],
   );
   return n === 1;
 }
 
 export async function listQuarantine(tx: SqlRunner, limit: number): Promise<QuarantineView[]> {
   const rows = await tx.query(
-    "SELECT id, reason, event, card_uuid, received_at FROM dotva_quarantine ORDER BY id DESC LIMIT ?",
+    "SELECT id, reason, event, card_uuid, members, received_at FROM dotva_quarantine ORDER BY id DESC LIMIT ?",
     [limit],
   );
   return rows.map((r) => ({
     id: num(r.id),
     reason: String(r.reason),
+    members: String(r.members),
     ...(r.event !== null ? { event: String(r.event) } : {}),
     ...(r.card_uuid !== null ? { cardUuid: String(r.card_uuid) } : {}),
     receivedAt: num(r.received_at),
@@ -129,9 +132,9 @@ export async function listQuarantine(tx: SqlRunner, limit: number): Promise<Quar
 
 export async function recordUnknownEvent(tx: SqlRunner, e: UnknownPartnerEvent): Promise<void> {
   await tx.execute(
-    `INSERT INTO unknown_events (source, event_type, digest, body, received_at, reason) VALUES (?, ?, ?, ?, ?, ?)
+    `INSERT INTO unknown_events (source, event_type, digest, members, received_at, reason) VALUES (?, ?, ?, ?, ?, ?)
      ON CONFLICT (source, digest) DO NOTHING`,
-    [e.source, e.eventType, e.digest, e.body, e.receivedAt, e.reason ?? null],
+    [e.source, e.eventType, e.digest, e.members, e.receivedAt, e.reason ?? null],
   );
 }
 
@@ -143,7 +146,7 @@ export async function countUnknownEvents(tx: SqlRunner, source: string): Promise
 export async function getCard(tx: SqlRunner, cardUuid: string): Promise<CardView | undefined> {
   const rows = await tx.query(
     `SELECT c.card_uuid, c.card_id, c.workspace_id, c.card_last4, c.card_bin, c.key_fingerprint,
-       c.unusable_reason, c.received_at,
+       c.unusable_reason, c.received_at, c.first_sent_at, c.secrets_purged_at,
        (SELECT COUNT(*) FROM dotva_conflicts x WHERE x.card_uuid = c.card_uuid) AS conflicts
      FROM dotva_cards c WHERE c.card_uuid = ?`,
     [cardUuid],
@@ -160,38 +163,125 @@ export async function getCard(tx: SqlRunner, cardUuid: string): Promise<CardView
     receivedAt: num(r.received_at),
     conflicts: num(r.conflicts),
     ...(r.unusable_reason !== null ? { unusableReason: String(r.unusable_reason) } : {}),
+    ...(r.first_sent_at !== null ? { firstSentAt: num(r.first_sent_at) } : {}),
+    ...(r.secrets_purged_at !== null ? { secretsPurgedAt: num(r.secrets_purged_at) } : {}),
   };
 }
 
-export async function findCardForKnot(
+export async function findCardForTask(
   tx: SqlRunner,
+  externalUserId: string,
   knotCardId: string,
-): Promise<Pick<DotvaCard, "cardUuid" | "secretsJwe" | "keyFingerprint" | "workspaceId"> | undefined> {
-  // Dotva card_id first (what the issuer gave Knot); card_uuid as a fallback for integrations that
-  // registered the uuid. ORDER BY makes the choice deterministic if both ever match.
-  const rows = await tx.query(
-    `SELECT card_uuid, secrets_jwe, key_fingerprint, workspace_id, CASE WHEN card_id = ? THEN 0 ELSE 1 END AS rank
-     FROM dotva_cards WHERE card_id = ? OR card_uuid = ? ORDER BY rank, received_at LIMIT 1`,
-    [knotCardId, knotCardId, knotCardId],
+): Promise<CardLookup> {
+  // Only through the user's own binding: a card_id alone, matched across workspaces, would let a task
+  // of one user name another user's card.
+  const owners = await tx.query(
+    "SELECT workspace_id FROM card_owners WHERE external_user_id = ? AND card_id = ?",
+    [externalUserId, knotCardId],
   );
-  const r = rows[0];
-  if (!r) return undefined;
+  const owner = owners[0];
+  if (!owner) return { kind: "not_bound" };
+  const workspaceId = String(owner.workspace_id);
+  const rows = await tx.query(
+    `SELECT card_uuid, workspace_id, card_id, card_last4, card_bin, key_fingerprint, secrets_jwe, received_at,
+       first_sent_at, secrets_purged_at
+     FROM dotva_cards WHERE workspace_id = ? AND card_id = ?`,
+    [workspaceId, knotCardId],
+  );
+  if (rows.length === 0) return { kind: "not_found", workspaceId };
+  if (rows.length > 1) return { kind: "ambiguous", workspaceId, count: rows.length };
+  const r = rows[0]!;
   return {
-    cardUuid: String(r.card_uuid),
-    secretsJwe: String(r.secrets_jwe),
-    keyFingerprint: String(r.key_fingerprint),
-    workspaceId: String(r.workspace_id),
+    kind: "card",
+    card: {
+      cardUuid: String(r.card_uuid),
+      workspaceId: String(r.workspace_id),
+      cardId: String(r.card_id),
+      cardLast4: String(r.card_last4),
+      cardBin: String(r.card_bin),
+      keyFingerprint: String(r.key_fingerprint),
+      secretsJwe: String(r.secrets_jwe),
+      receivedAt: num(r.received_at),
+      ...(r.first_sent_at !== null ? { firstSentAt: num(r.first_sent_at) } : {}),
+      ...(r.secrets_purged_at !== null ? { secretsPurgedAt: num(r.secrets_purged_at) } : {}),
+    },
   };
+}
+
+export async function bindCard(
+  tx: SqlRunner,
+  externalUserId: string,
+  workspaceId: string,
+  cardId: string,
+  now: number,
+): Promise<BindOutcome> {
+  const owner = await tx.query(
+    "SELECT external_user_id FROM card_owners WHERE workspace_id = ? AND card_id = ?",
+    [workspaceId, cardId],
+  );
+  if (owner[0])
+    return String(owner[0].external_user_id) === externalUserId ? "unchanged" : "owned_by_another_user";
+  const inserted = await tx.execute(
+    `INSERT INTO card_owners (workspace_id, card_id, external_user_id, bound_at) VALUES (?, ?, ?, ?)
+     ON CONFLICT DO NOTHING`,
+    [workspaceId, cardId, externalUserId, now],
+  );
+  if (inserted === 1) return "created";
+  // Lost a race for the same card, or the user owns this card_id in another workspace already.
+  const again = await tx.query(
+    "SELECT external_user_id FROM card_owners WHERE workspace_id = ? AND card_id = ?",
+    [workspaceId, cardId],
+  );
+  if (again[0])
+    return String(again[0].external_user_id) === externalUserId ? "unchanged" : "owned_by_another_user";
+  return "card_id_ambiguous";
+}
+
+export async function purgeSecrets(
+  tx: SqlRunner,
+  receivedBefore: number,
+  sentBefore: number,
+  now: number,
+): Promise<string[]> {
+  const rows = await tx.query(
+    `UPDATE dotva_cards SET secrets_jwe = '', secrets_purged_at = ?
+     WHERE secrets_purged_at IS NULL AND (received_at <= ? OR first_sent_at <= ?)
+     RETURNING card_uuid`,
+    [now, receivedBefore, sentBefore],
+  );
+  return rows.map((r) => String(r.card_uuid));
+}
+
+export async function deleteCardholder(tx: SqlRunner, externalUserId: string): Promise<boolean> {
+  const profiles = await tx.execute("DELETE FROM cardholders WHERE external_user_id = ?", [externalUserId]);
+  const bindings = await tx.execute("DELETE FROM card_owners WHERE external_user_id = ?", [externalUserId]);
+  return profiles + bindings > 0;
 }
 
 const SEND_CARD_FALSE_NOTE =
   "AUTHENTICATED carried send_card=false (Knot needs no card for this task, e.g. Google Keychain or MassSwitcher); nothing sent";
 
 export async function recordKnotEvent(tx: SqlRunner, e: KnotEventRecord): Promise<KnotRecordOutcome> {
+  if (e.sessionId !== undefined) {
+    // Knot's signature covers only (event, session_id) and the body's length: the first body accepted
+    // for the pair is the one Knot signed as far as we can tell, and any other body under it is refused.
+    const claimed = await tx.execute(
+      `INSERT INTO knot_session_events (event, session_id, digest, task_id, received_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (event, session_id) DO NOTHING`,
+      [e.event, e.sessionId, e.digest, e.taskId ?? null, e.receivedAt],
+    );
+    if (claimed === 0) {
+      const first = await tx.query(
+        "SELECT digest FROM knot_session_events WHERE event = ? AND session_id = ?",
+        [e.event, e.sessionId],
+      );
+      if (String(first[0]?.digest) !== e.digest) return "session_conflict";
+    }
+  }
   const inserted = await tx.execute(
     `INSERT INTO knot_events (digest, event, session_id, task_id, external_user_id, merchant_id,
-       knot_timestamp, received_at, body)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+       knot_timestamp, received_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
     [
       e.digest,
       e.event,
@@ -201,7 +291,6 @@ export async function recordKnotEvent(tx: SqlRunner, e: KnotEventRecord): Promis
       e.merchantId ?? null,
       e.timestamp,
       e.receivedAt,
-      e.body,
     ],
   );
   if (inserted === 0) return "duplicate";
@@ -474,6 +563,12 @@ export async function finishJob(
       owner,
     ],
   );
+  if (n === 1 && o.state === "sent" && o.sentCardUuid !== undefined) {
+    await tx.execute(
+      "UPDATE dotva_cards SET first_sent_at = COALESCE(first_sent_at, ?) WHERE card_uuid = ?",
+      [o.completedAt, o.sentCardUuid],
+    );
+  }
   return n === 1;
 }
 

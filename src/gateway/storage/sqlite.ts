@@ -6,12 +6,18 @@
  * one failing write does not undo the others. One fsync then covers every write in the batch, which is
  * where the throughput comes from; nobody is answered before that fsync, so durability is unchanged.
  * Reads use a second connection, which in WAL mode sees only committed data.
+ *
+ * At rest: the database holds Dotva's ciphertext and cardholder profiles, so the file is created 0600
+ * (SQLite gives its -wal and -shm files the database file's mode) in a directory created 0700, and
+ * secure_delete overwrites the content of deleted rows and purged secrets instead of leaving it in free
+ * pages.
  */
-import { mkdirSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { MIGRATIONS } from "./migrations.js";
 import type * as q from "./sql.js";
+import { purgeSecrets } from "./sql.js";
 import { SqlRepository } from "./sql-repository.js";
 
 type Op<T> = (tx: q.SqlRunner) => Promise<T>;
@@ -51,6 +57,18 @@ function cachedRunner(db: Database.Database): q.SqlRunner {
   };
 }
 
+/**
+ * Creates the database file 0600 before SQLite opens it (SQLite would use the process umask), and
+ * narrows an existing file and its -wal/-shm companions to 0600 too.
+ */
+function ownerOnlyFiles(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  closeSync(openSync(path, "a", 0o600));
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    if (existsSync(file)) chmodSync(file, 0o600);
+  }
+}
+
 export class SqliteRepository extends SqlRepository {
   readonly driver = "sqlite";
   // One writer connection: claims are serialised by it, no row locks needed.
@@ -65,8 +83,9 @@ export class SqliteRepository extends SqlRepository {
 
   constructor(path: string) {
     super();
-    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    if (path !== ":memory:") ownerOnlyFiles(path);
     this.writer = new Database(path);
+    this.writer.pragma("secure_delete = ON");
     this.writer.pragma("journal_mode = WAL");
     this.writer.pragma("synchronous = FULL");
     this.writer.pragma("busy_timeout = 5000");
@@ -151,6 +170,14 @@ export class SqliteRepository extends SqlRepository {
     });
     if (this.queue.length > 0) this.schedule();
   }
+
+  // A purged secrets_jwe still sits in the WAL frames written before the purge; a truncating checkpoint
+  // moves the zeroed pages into the database file and empties the WAL.
+  override purgeSecrets: SqlRepository["purgeSecrets"] = async (receivedBefore, sentBefore, now) => {
+    const purged = await this.write((tx) => purgeSecrets(tx, receivedBefore, sentBefore, now));
+    if (purged.length > 0) this.writer.pragma("wal_checkpoint(TRUNCATE)");
+    return purged;
+  };
 
   async ping(): Promise<void> {
     this.reader.prepare("SELECT 1").get();
