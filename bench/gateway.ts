@@ -131,6 +131,10 @@ async function main() {
   await api("/v1/cardholders/bench-user", SAMPLE_CARDHOLDER);
   const total = SEND_RATE * SEND_SECONDS;
   const warm = Math.min(10, total);
+  // A card is sent only to tasks of the user it is bound to.
+  for (let c = 0; c < Math.min(seq, total + warm); c++) {
+    await api(`/v1/cardholders/bench-user/cards/${1_000_000 + c}`, { workspace_id: template.workspace_id });
+  }
   const sentAt = new Map<string, number>();
   const ackMs: number[] = [];
   const start = performance.now();

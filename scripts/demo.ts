@@ -88,9 +88,14 @@ async function main(): Promise<boolean> {
   );
 
   const user = `demo-user-${randomUUID().slice(0, 8)}`;
+  const profile = await api("PUT", `/v1/cardholders/${user}`, SAMPLE_CARDHOLDER);
+  // The gateway sends a card only to tasks of the user it is bound to.
+  const bound = await api("PUT", `/v1/cardholders/${user}/cards/${data.card_id}`, {
+    workspace_id: event.workspace_id,
+  });
   step(
     7,
-    `cardholder profile for ${user}: ${(await api("PUT", `/v1/cardholders/${user}`, SAMPLE_CARDHOLDER)).status}`,
+    `cardholder profile for ${user}: ${profile.status}; card ${data.card_id} bound to it: ${bound.status}`,
   );
 
   const taskId = 25605;

@@ -94,8 +94,25 @@ function postDotva(body: string) {
   });
 }
 
+/**
+ * The documents' example `timestamp` (1710864923198, March 2024) is outside the gateway's replay window
+ * (KNOT_WEBHOOK_TOLERANCE_SECONDS): it is replaced by one fixed current time of the same 13 digits, so
+ * each body is otherwise the document's, byte for byte, and the same fixture posted twice stays the same
+ * body (Knot's retries are byte-identical).
+ */
+const DOCUMENT_TIMESTAMP = "1710864923198";
+const NOW = String(Date.now());
+const current = (body: string) =>
+  body.replaceAll(`"timestamp": ${DOCUMENT_TIMESTAMP}`, `"timestamp": ${NOW}`);
+/** Every example shares one session_id; a test posting a second body of one event gives it its own session. */
+const DOCUMENT_SESSION = "fb5aa994-ed1c-4c3e-b29a-b2a53222e584";
+let sessionSeq = 0;
+const ownSession = (body: string) =>
+  body.replace(DOCUMENT_SESSION, `${DOCUMENT_SESSION.slice(0, -4)}${String(++sessionSeq).padStart(4, "0")}`);
+
 /** Signs as Knot documents: base64 HMAC-SHA256 of the header/body pairs, session_id pair only if present. */
-function postKnot(body: string) {
+function postKnot(document: string) {
+  const body = current(document);
   const parsed = JSON.parse(body) as { event?: string; session_id?: string };
   const length = Buffer.byteLength(body);
   const pairs = [
@@ -236,6 +253,10 @@ describe("Knot webhooks (seeds 001-003) and send card (seed 000)", () => {
     const d = await dotvaDelivery(custody.publicKeyPem, CARD, { cardId: 123456789n });
     expect((await postDotva(d.text)).json()).toMatchObject({ outcome: "created" });
     expect((await internal(`/v1/cardholders/${USER}`, "PUT", PROFILE)).status).toBe(201);
+    // The back office binds the card it gave Knot to the user it started the session for.
+    expect(
+      (await internal(`/v1/cardholders/${USER}/cards/123456789`, "PUT", { workspace_id: 12 })).status,
+    ).toBe(201);
     const t0 = Date.now();
     const res = await postKnot(fixture("knot-authenticated.json"));
     expect(res.statusCode).toBe(200);
@@ -264,15 +285,18 @@ describe("Knot webhooks (seeds 001-003) and send card (seed 000)", () => {
     });
   });
 
-  it("the same AUTHENTICATED from another document page is a duplicate; another body for the task adds no job", async () => {
+  it("the same AUTHENTICATED from another document page is a duplicate; another body under its session is refused", async () => {
     expect((await postKnot(fixture("knot-authenticated-merchant-status.json"))).json()).toMatchObject({
       outcome: "duplicate",
     });
-    expect((await postKnot(fixture("knot-authenticated-merchant-authentication.json"))).json()).toMatchObject(
-      {
-        outcome: "recorded",
-      },
-    );
+    // Another body under the same (event, session_id), which is all Knot's signature covers: refused.
+    const other = await postKnot(fixture("knot-authenticated-merchant-authentication.json"));
+    expect(other.statusCode).toBe(409);
+    expect(other.json()).toMatchObject({ error: { code: "KNOT_WEBHOOK_REPLAYED" } });
+    // Under its own session it is another task's AUTHENTICATED, recorded; the task already has its job.
+    expect(
+      (await postKnot(ownSession(fixture("knot-authenticated-merchant-authentication.json")))).json(),
+    ).toMatchObject({ outcome: "recorded" });
     expect(cardsAtKnot).toHaveLength(1);
   });
 
@@ -318,7 +342,7 @@ describe("Knot webhooks (seeds 001-003) and send card (seed 000)", () => {
       ...reasons,
       { reason: "card frozen", description: "" },
     ].entries()) {
-      const body = fixture("knot-card-failed.json")
+      const body = ownSession(fixture("knot-card-failed.json"))
         .replace('"task_id": 25605', `"task_id": ${90_000 + i}`)
         .replace('"reason": "card expired"', `"reason": ${JSON.stringify(reason)}`);
       expect((await postKnot(body)).statusCode).toBe(200);
@@ -331,14 +355,14 @@ describe("Knot webhooks (seeds 001-003) and send card (seed 000)", () => {
   });
 
   it("AUTHENTICATED without send_card means send; send_card false means no card", async () => {
-    const without = fixture("knot-authenticated.json")
+    const without = ownSession(fixture("knot-authenticated.json"))
       .replace('"task_id": 25605', '"task_id": 25606')
       .replace('    "send_card": true,\n', "");
     expect(without).not.toContain("send_card");
     expect((await postKnot(without)).json()).toMatchObject({ outcome: "recorded_with_job" });
     await waitFor(async () => (cardsAtKnot.length === 2 ? true : undefined));
     expect(cardsAtKnot[1]!.raw).toMatch(/^\{"task_id":25606,/);
-    const off = fixture("knot-authenticated.json")
+    const off = ownSession(fixture("knot-authenticated.json"))
       .replace('"task_id": 25605', '"task_id": 25607')
       .replace('"send_card": true', '"send_card": false');
     expect((await postKnot(off)).json()).toMatchObject({ outcome: "recorded" });
@@ -348,7 +372,10 @@ describe("Knot webhooks (seeds 001-003) and send card (seed 000)", () => {
   });
 
   it("ACCOUNTS_RETRIEVED (no data) is recorded on its task", async () => {
-    const body = fixture("knot-accounts-retrieved.json").replace('"task_id": 25605', '"task_id": 25608');
+    const body = ownSession(fixture("knot-accounts-retrieved.json")).replace(
+      '"task_id": 25605',
+      '"task_id": 25608',
+    );
     expect((await postKnot(body)).json()).toMatchObject({ outcome: "recorded" });
     expect((await internal("/v1/tasks/25608")).body).toMatchObject({
       state: "ACCOUNTS_RETRIEVED",
@@ -395,7 +422,7 @@ describe("Knot webhooks (seeds 001-003) and send card (seed 000)", () => {
     ]);
   });
 
-  it("an unknown event is acknowledged and kept verbatim, never 400", async () => {
+  it("an unknown event is acknowledged and kept (its name and member names, never the body), never 400", async () => {
     const before = await gw.repo.countUnknownEvents("knot");
     const body = fixture("knot-card-updated.json").replace('"CARD_UPDATED"', '"CARD_SWITCH_SCHEDULED"');
     const res = await postKnot(body);

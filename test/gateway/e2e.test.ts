@@ -17,8 +17,11 @@ import {
   type Proc,
   startCustodyProcess,
   startGatewayProcess,
+  startTs,
 } from "../../src/simulators/processes.js";
+import { expiryFromNow } from "../support/expiry.js";
 import {
+  bindCard,
   DOTVA_HMAC,
   DOTVA_SHARED,
   gatewayEnv,
@@ -31,7 +34,14 @@ import {
 } from "../support/gateway-env.js";
 import { startPostgres, type TestPostgres } from "../support/postgres.js";
 
-const CARD = { pan: TEST_PANS[2], cvv: "737", expiry_month: 3, expiry_year: "31" };
+const EXPIRY = expiryFromNow(20);
+// A two-digit year as Dotva's sample may send it; Knot receives MM/YYYY.
+const CARD = {
+  pan: TEST_PANS[2],
+  cvv: "737",
+  expiry_month: EXPIRY.month,
+  expiry_year: String(EXPIRY.year % 100),
+};
 const tmp = mkdtempSync(join(tmpdir(), "gw-e2e-"));
 const pki = makeDevPki(join(tmp, "pki"));
 const rotatedKnotKey = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -60,10 +70,12 @@ function env(
       ...(storage.databaseUrl ? { databaseUrl: storage.databaseUrl } : {}),
       tls: { ca: pki.caCert, cert: pki.gateway.cert, key: pki.gateway.key },
     }),
-    // Production mode: webhook verification on, mTLS to custody, a Dotva sender check.
-    GATEWAY_ENV: "production",
+    // Every production check on (webhook signatures, Knot's source allow-list, mTLS to custody, a Dotva
+    // sender check); development only because the Knot simulator is plain http, which production refuses.
+    GATEWAY_ENV: "development",
     GATEWAY_LOG_LEVEL: "info",
-    CUSTODY_SERVER_NAME: "localhost",
+    KNOT_IP_ALLOWLIST: "127.0.0.1, ::1",
+    GATEWAY_CUSTODY_SERVER_NAME: "localhost",
     ...extra,
   };
 }
@@ -101,6 +113,7 @@ async function issueAndProfile(url: string) {
   const d = event.data as { card_id: number; card_uuid: string };
   const user = `user-${randomUUID()}`;
   expect((await putProfile(url, user)).status).toBe(201);
+  expect((await bindCard(url, user, String(d.card_id), String(event.workspace_id))).status).toBe(201);
   return { event, cardId: d.card_id, cardUuid: d.card_uuid, user, taskId: ++taskSeq };
 }
 
@@ -142,7 +155,7 @@ describe("end to end on SQLite", () => {
     expect(got).toHaveLength(1);
     expect(got[0]!.payload).toEqual({
       user: PROFILE,
-      card: { number: CARD.pan, expiration: "03/2031", cvv: "737" },
+      card: { number: CARD.pan, expiration: EXPIRY.mmYyyy, cvv: "737" },
     });
     // Well inside Knot's 15 s even on a loaded shared machine (typically tens of ms).
     expect(got[0]!.receivedAt - t0).toBeLessThan(5_000);
@@ -208,8 +221,8 @@ describe("end to end on SQLite", () => {
     await knot.sendWebhook(gw.url, hook);
     const t = await internalGet(gw.url, `/v1/tasks/${c.taskId}`);
     expect(t.body).toMatchObject({ sendCard: false });
+    // Only stored jobs are ever sent, and none was recorded for this task.
     expect(t.body.job).toBeUndefined();
-    await new Promise((r) => setTimeout(r, 300));
     expect(knot.cardRequests).toBe(before);
   });
 
@@ -218,6 +231,19 @@ describe("end to end on SQLite", () => {
     expect(out.length).toBeGreaterThan(0);
     for (const s of [CARD.pan, KNOT_SECRET, DOTVA_SHARED.value]) expect(out).not.toContain(s);
     expect(out).not.toMatch(/eyJhbGciOiJSU0EtT0FFUC0yNTYi/);
+  });
+});
+
+describe("start-up", () => {
+  it("a gateway given an old custody variable name stops with exit code 2 naming the new one", async () => {
+    const full: Record<string, string> = env();
+    const { GATEWAY_CUSTODY_ADDRESS: address, ...rest } = full;
+    const proc = startTs("src/gateway/main.ts", { ...rest, CUSTODY_ADDRESS: address! });
+    const code = await new Promise<number | null>((resolve) => proc.child.once("exit", resolve));
+    expect(code).toBe(2);
+    expect(proc.output()).toContain(
+      "CUSTODY_ADDRESS: the gateway no longer reads this name; rename it to GATEWAY_CUSTODY_ADDRESS",
+    );
   });
 });
 

@@ -79,6 +79,7 @@ describe("listeners", () => {
       task_id: 1,
       session_id: "s",
       data: { card_id: "c" },
+      timestamp: Date.now(),
     });
     expect(await post(`${g.url}/webhooks/knot`, body)).toMatchObject({
       status: 200,
