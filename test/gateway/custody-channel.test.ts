@@ -5,7 +5,7 @@
  */
 import { connect, createServer, type Server as NetServer, type Socket } from "node:net";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { custodyClient } from "../../src/gateway/custody-client.js";
 import { loadCustodyProto, loadHealthProto } from "../../src/shared/proto.js";
 
@@ -74,9 +74,7 @@ describe("gateway custody client channel", () => {
 
       // Idle now: only keepalive pings can make the client write to the connection.
       const idleFrom = clientBytes;
-      const deadline = Date.now() + 5_000;
-      while (clientBytes === idleFrom && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      expect(clientBytes).toBeGreaterThan(idleFrom);
+      await vi.waitFor(() => expect(clientBytes).toBeGreaterThan(idleFrom), { timeout: 5_000, interval: 20 });
       expect(connections).toHaveLength(1);
     } finally {
       client.close();

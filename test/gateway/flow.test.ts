@@ -15,17 +15,15 @@ import { partnerJson } from "../../src/simulators/partner-json.js";
 import { expiryFromNow } from "../support/expiry.js";
 import { type FakeCustody, startFakeCustody } from "../support/fake-custody.js";
 import {
-  bindCard,
   DOTVA_HMAC,
   DOTVA_SHARED,
   dotvaDelivery,
   dotvaHeaders,
   gatewayConfig,
-  internalGet,
   KNOT_CLIENT_ID,
   KNOT_SECRET,
   PROFILE,
-  putProfile,
+  TEST_INTERNAL_TOKEN,
   waitFor,
 } from "../support/gateway-env.js";
 
@@ -73,21 +71,39 @@ afterAll(async () => {
   await custody?.close();
 });
 
+// The gateway's own routes are driven with inject(); the Knot simulator, a separate party, posts its
+// webhooks over HTTP to the listening gateway as Knot would.
 async function postDotva(body: unknown, headers?: Record<string, string>) {
   const text = typeof body === "string" ? body : JSON.stringify(body);
-  const res = await fetch(`${gw.url}/webhooks/dotva`, {
+  const res = await gw.app.inject({
     method: "POST",
+    url: "/webhooks/dotva",
     headers: headers ?? dotvaHeaders(text),
-    body: text,
+    payload: text,
   });
   return {
-    status: res.status,
-    body: (await res.json()) as { outcome?: string; error?: { code: string; message: string } },
+    status: res.statusCode,
+    body: res.json() as { outcome?: string; error?: { code: string; message: string } },
   };
 }
 
+async function api(method: "GET" | "PUT", url: string, payload?: unknown) {
+  const res = await gw.app.inject({
+    method,
+    url,
+    headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}` },
+    ...(payload !== undefined ? { payload: payload as object } : {}),
+  });
+  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
+}
+const internalGet = (path: string) => api("GET", path);
+const putProfile = (user: string, profile: unknown = PROFILE) =>
+  api("PUT", `/v1/cardholders/${encodeURIComponent(user)}`, profile);
+const bindCard = (user: string, cardId: string) =>
+  api("PUT", `/v1/cardholders/${encodeURIComponent(user)}/cards/${cardId}`, { workspace_id: "12" });
+
 async function metric(name: string): Promise<string[]> {
-  const text = await (await fetch(`${gw.internalUrl}/metrics`)).text();
+  const text = (await gw.app.inject({ method: "GET", url: "/metrics" })).body;
   return text.split("\n").filter((l) => l.startsWith(name));
 }
 
@@ -96,14 +112,14 @@ async function readyCard() {
   const d = await dotvaDelivery(custody.publicKeyPem, CARD);
   expect(await postDotva(d.text)).toMatchObject({ status: 200, body: { outcome: "created" } });
   const user = `user-${randomUUID()}`;
-  expect((await putProfile(gw.internalUrl, user)).status).toBe(201);
-  expect((await bindCard(gw.internalUrl, user, d.cardId)).status).toBe(201);
+  expect((await putProfile(user)).status).toBe(201);
+  expect((await bindCard(user, d.cardId)).status).toBe(201);
   return { cardId: d.cardId, cardUuid: d.cardUuid, user, taskId: ++taskSeq };
 }
 
 async function jobOf(taskId: number, final = true) {
   return waitFor(async () => {
-    const t = await internalGet(gw.internalUrl, `/v1/tasks/${taskId}`);
+    const t = await internalGet(`/v1/tasks/${taskId}`);
     const job = t.body.job as { state: string; errorCode?: string; attempts: number } | undefined;
     return job && (!final || job.state === "sent" || job.state === "failed") ? t.body : undefined;
   });
@@ -120,7 +136,7 @@ describe("Dotva intake", () => {
       cardId: BigInt(d.cardId),
     });
     expect(await postDotva(again.text)).toMatchObject({ status: 200, body: { outcome: "conflict" } });
-    const card = await internalGet(gw.internalUrl, `/v1/cards/${d.cardUuid}`);
+    const card = await internalGet(`/v1/cards/${d.cardUuid}`);
     expect(card.body).toMatchObject({ cardLast4: "4242", cardId: d.cardId, workspaceId: "12", conflicts: 1 });
     expect(JSON.stringify(card.body)).not.toContain("secrets");
     expect((await metric("gateway_dotva_conflicts_total")).join()).toMatch(/outcome="conflict"} [1-9]/);
@@ -146,7 +162,7 @@ describe("Dotva intake", () => {
     expect((res.body as { reason: string }).reason).toMatch(/^data\.secrets_jwe /);
     expect(JSON.stringify(res.body)).not.toContain("SECRETVALUE");
     expect(await postDotva("{not json")).toMatchObject({ status: 200, body: { outcome: "quarantined" } });
-    const q = await internalGet(gw.internalUrl, "/v1/dotva/quarantine");
+    const q = await internalGet("/v1/dotva/quarantine");
     const listed = q.body.deliveries as { reason: string; cardUuid?: string }[];
     expect(listed).toContainEqual(expect.objectContaining({ cardUuid: d.cardUuid }));
     expect(listed.map((x) => x.reason)).toContain("body is not a JSON object");
@@ -173,16 +189,17 @@ describe("Dotva intake", () => {
   });
 
   it("answers 415 for a non-JSON content type and 404 with a code for unknown routes", async () => {
-    const res = await fetch(`${gw.url}/webhooks/dotva`, {
+    const res = await gw.app.inject({
       method: "POST",
+      url: "/webhooks/dotva",
       headers: { "content-type": "text/plain" },
-      body: "x",
+      payload: "x",
     });
-    expect(res.status).toBe(415);
-    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("UNSUPPORTED_MEDIA_TYPE");
-    const nf = await fetch(`${gw.url}/nope`);
-    expect(nf.status).toBe(404);
-    expect(((await nf.json()) as { error: { code: string } }).error.code).toBe("ROUTE_NOT_FOUND");
+    expect(res.statusCode).toBe(415);
+    expect(res.json()).toMatchObject({ error: { code: "UNSUPPORTED_MEDIA_TYPE" } });
+    const nf = await gw.app.inject({ method: "GET", url: "/nope" });
+    expect(nf.statusCode).toBe(404);
+    expect(nf.json()).toMatchObject({ error: { code: "ROUTE_NOT_FOUND" } });
   });
 });
 
@@ -191,16 +208,17 @@ describe("Knot webhooks", () => {
     const body = authenticatedEvent({ taskId: ++taskSeq, cardId: "c", externalUserId: "u" });
     expect((await knot.sendWebhook(gw.url, body, { secret: "wrong-secret" })).status).toBe(401);
     expect((await knot.sendWebhook(gw.url, body, { signature: "" })).status).toBe(401);
-    const res = await fetch(`${gw.url}/webhooks/knot`, {
+    const res = await gw.app.inject({
       method: "POST",
+      url: "/webhooks/knot",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
+      payload: JSON.stringify(body),
     });
-    expect(res.status).toBe(401);
-    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("KNOT_SIGNATURE_INVALID");
+    expect(res.statusCode).toBe(401);
+    expect(res.json()).toMatchObject({ error: { code: "KNOT_SIGNATURE_INVALID" } });
     const line = (await metric("gateway_webhooks_total")).find((l) => l.includes('outcome="bad_signature"'));
     expect(line).toMatch(/ 3$/);
-    expect((await internalGet(gw.internalUrl, `/v1/tasks/${taskSeq}`)).status).toBe(404);
+    expect((await internalGet(`/v1/tasks/${taskSeq}`)).status).toBe(404);
   });
 
   it("records MERCHANT_STATUS_UPDATE (signed without session_id) as merchant availability", async () => {
@@ -211,7 +229,7 @@ describe("Knot webhooks", () => {
       timestamp: Date.now(),
     };
     expect((await knot.sendWebhook(gw.url, body)).status).toBe(200);
-    const m = await internalGet(gw.internalUrl, "/v1/merchants");
+    const m = await internalGet("/v1/merchants");
     expect(m.body.merchants).toContainEqual(
       expect.objectContaining({ merchantId: "77", type: "card_switcher", platform: "web", status: "DOWN" }),
     );
@@ -240,7 +258,7 @@ describe("Knot webhooks", () => {
       data: { card_id: "c-x" },
       timestamp: t0 + 1,
     });
-    const t = await internalGet(gw.internalUrl, `/v1/tasks/${taskId}`);
+    const t = await internalGet(`/v1/tasks/${taskId}`);
     expect(t.body).toMatchObject({
       state: "CARD_FAILED",
       failureReason: "card expired",
@@ -272,16 +290,17 @@ describe("replayed Knot signatures (issue 13 item 2)", () => {
   /** Posts `text` padded with JSON whitespace to `length` bytes, under a signature it did not earn. */
   async function replay(text: string, length: number, signature: string) {
     expect(Buffer.byteLength(text)).toBeLessThanOrEqual(length);
-    const res = await fetch(`${gw.url}/webhooks/knot`, {
+    const res = await gw.app.inject({
       method: "POST",
+      url: "/webhooks/knot",
       headers: {
         "content-type": "application/json",
         "encryption-type": KNOT_ENCRYPTION_TYPE,
         "knot-signature": signature,
       },
-      body: text.padEnd(length, " "),
+      payload: text.padEnd(length, " "),
     });
-    return { status: res.status, body: (await res.json()) as { outcome?: string; error?: { code: string } } };
+    return { status: res.statusCode, body: res.json() as { outcome?: string; error?: { code: string } } };
   }
 
   async function refusedMetric(reason: string): Promise<number> {
@@ -336,7 +355,7 @@ describe("replayed Knot signatures (issue 13 item 2)", () => {
     expect(
       logLines.some((l) => l.includes("another body was already accepted") && l.includes(sessionId)),
     ).toBe(true);
-    expect((await internalGet(gw.internalUrl, `/v1/tasks/${attackTask}`)).status).toBe(404);
+    expect((await internalGet(`/v1/tasks/${attackTask}`)).status).toBe(404);
     expect(knot.received.filter((r) => r.taskId === String(attackTask))).toEqual([]);
     // Knot's own retry of the legitimate body is still the idempotent duplicate it always was.
     expect((await knot.sendWebhook(gw.url, legit, { signature })).body).toMatchObject({
@@ -508,7 +527,7 @@ describe("send-card jobs", () => {
       gw.url,
       authenticatedEvent({ taskId: c.taskId, cardId: c.cardId, externalUserId: c.user, sendCard: false }),
     );
-    const t = await internalGet(gw.internalUrl, `/v1/tasks/${c.taskId}`);
+    const t = await internalGet(`/v1/tasks/${c.taskId}`);
     expect(t.body).toMatchObject({ state: "AUTHENTICATED", sendCard: false });
     expect(t.body.sendCardNote).toMatch(/send_card=false/);
     // Only a stored job is ever sent (the worker runs nothing else), and none was recorded.
@@ -520,7 +539,7 @@ describe("send-card jobs", () => {
     const { text, cardId } = await dotvaDelivery(custody.publicKeyPem, CARD);
     expect((await postDotva(text)).status).toBe(200);
     const taskId = ++taskSeq;
-    await bindCard(gw.internalUrl, "nobody", cardId);
+    await bindCard("nobody", cardId);
     await knot.sendWebhook(gw.url, authenticatedEvent({ taskId, cardId, externalUserId: "nobody" }));
     expect((await jobOf(taskId)).job).toMatchObject({ state: "failed", errorCode: "CARDHOLDER_NOT_FOUND" });
   });
@@ -528,41 +547,45 @@ describe("send-card jobs", () => {
 
 describe("internal API", () => {
   it("requires the bearer token", async () => {
-    const res = await fetch(`${gw.internalUrl}/v1/tasks/1`);
-    expect(res.status).toBe(401);
-    const wrong = await fetch(`${gw.internalUrl}/v1/tasks/1`, { headers: { authorization: "Bearer nope" } });
-    expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe("UNAUTHENTICATED");
+    const res = await gw.app.inject({ method: "GET", url: "/v1/tasks/1" });
+    expect(res.statusCode).toBe(401);
+    const wrong = await gw.app.inject({
+      method: "GET",
+      url: "/v1/tasks/1",
+      headers: { authorization: "Bearer nope" },
+    });
+    expect(wrong.json()).toMatchObject({ error: { code: "UNAUTHENTICATED" } });
   });
 
   it("validates profiles: E.164 phone, ISO 3166-1 alpha-2 country, no unknown members", async () => {
-    const badPhone = await putProfile(gw.internalUrl, "u1", { ...PROFILE, phone_number: "555-0123" });
+    const badPhone = await putProfile("u1", { ...PROFILE, phone_number: "555-0123" });
     expect(badPhone.status).toBe(400);
     expect((badPhone.body.error as { message: string }).message).toMatch(/^phone_number /);
-    const badCountry = await putProfile(gw.internalUrl, "u1", {
+    const badCountry = await putProfile("u1", {
       ...PROFILE,
       address: { ...PROFILE.address, country: "XX" },
     });
     expect((badCountry.body.error as { message: string }).message).toMatch(/^address\.country /);
-    const extra = await putProfile(gw.internalUrl, "u1", { ...PROFILE, card: { number: TEST_PAN } });
+    const extra = await putProfile("u1", { ...PROFILE, card: { number: TEST_PAN } });
     expect(extra.status).toBe(400);
     expect(JSON.stringify(extra.body)).not.toContain(TEST_PAN);
-    expect((await putProfile(gw.internalUrl, "u1")).status).toBe(201);
-    expect((await putProfile(gw.internalUrl, "u1")).status).toBe(200);
+    expect((await putProfile("u1")).status).toBe(201);
+    expect((await putProfile("u1")).status).toBe(200);
   });
 
   it("validates path parameters and answers 404 with a code", async () => {
     expect(
-      (await internalGet(gw.internalUrl, `/v1/cards/${encodeURIComponent("not a card uuid")}`)).body.error,
+      (await internalGet(`/v1/cards/${encodeURIComponent("not a card uuid")}`)).body.error,
     ).toMatchObject({
       code: "INVALID_PARAMETER",
     });
-    expect((await internalGet(gw.internalUrl, `/v1/cards/${randomUUID()}`)).status).toBe(404);
+    expect((await internalGet(`/v1/cards/${randomUUID()}`)).status).toBe(404);
   });
 
   it("reports readiness from storage and custody", async () => {
-    const res = await fetch(`${gw.internalUrl}/readyz`);
-    expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: "ready", checks: { storage: true, custody: true } });
+    const res = await gw.app.inject({ method: "GET", url: "/readyz" });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: "ready", checks: { storage: true, custody: true } });
   });
 });
 
