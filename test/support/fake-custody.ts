@@ -1,6 +1,6 @@
 /**
  * An in-test custody.v1.CardCustody server on 127.0.0.1 (plaintext gRPC; the gateway runs with
- * CUSTODY_INSECURE in development mode against it). It re-encrypts with the project's crypto core, so
+ * GATEWAY_CUSTODY_INSECURE in development mode against it). It re-encrypts with the project's crypto core, so
  * cards arrive at the Knot simulator for real; faults let gateway-only behaviour be tested: UNAVAILABLE
  * for the next N calls, a delay, and a call count.
  */

@@ -3,8 +3,10 @@
  * secret, "Content-Length|<n>|Content-Type|<type>|Encryption-Type|<value>|event|<event>|session_id|<id>")),
  * the session_id pair left out when the body has none (MERCHANT_STATUS_UPDATE).
  *
- * The signed string does not cover task_id, external_user_id, merchant or data: a replayed signature
- * with an edited body of the same length verifies. That is why the source-IP allowlist exists.
+ * The signed string does not cover task_id, external_user_id, merchant, data or timestamp: a replayed
+ * signature with an edited body of the same length verifies. The route and the send-card job bound what
+ * that allows (source allow-list, timestamp window, one body per event and session_id, cards bound to
+ * their user); docs/gateway.md, "Replayed Knot signatures".
  */
 import { createHmac } from "node:crypto";
 import { bytesEqual } from "../http/constant-time.js";
