@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
 import pino from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type RunningGateway, startGateway } from "../../src/gateway/app.js";
 import { loggerOptions } from "../../src/gateway/logger.js";
 import { authenticatedEvent, KnotSimulator } from "../../src/simulators/knot-simulator.js";
@@ -571,6 +571,52 @@ describe("internal API", () => {
     expect(JSON.stringify(extra.body)).not.toContain(TEST_PAN);
     expect((await putProfile("u1")).status).toBe(201);
     expect((await putProfile("u1")).status).toBe(200);
+  });
+
+  it("binds a card to one cardholder only, and deletes a cardholder with its bindings", async () => {
+    const owner = `user-${randomUUID()}`;
+    const other = `user-${randomUUID()}`;
+    const cardId = String(Date.now());
+    expect(await bindCard(owner, cardId)).toMatchObject({
+      status: 201,
+      body: { external_user_id: owner, workspace_id: "12", card_id: cardId, outcome: "created" },
+    });
+    expect((await bindCard(owner, cardId)).body).toMatchObject({ outcome: "unchanged" });
+    expect(await bindCard(other, cardId)).toMatchObject({
+      status: 409,
+      body: { error: { code: "CARD_OWNED_BY_ANOTHER_USER" } },
+    });
+    const noWorkspace = await api("PUT", `/v1/cardholders/${owner}/cards/${cardId}`, {});
+    expect(noWorkspace).toMatchObject({ status: 400, body: { error: { code: "INVALID_BODY" } } });
+    expect((noWorkspace.body.error as { message: string }).message).toMatch(/^workspace_id /);
+    const del = await gw.app.inject({
+      method: "DELETE",
+      url: `/v1/cardholders/${owner}`,
+      headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}` },
+    });
+    expect(del.json()).toEqual({ external_user_id: owner, deleted: true });
+    expect((await bindCard(other, cardId)).status).toBe(201);
+    const again = await gw.app.inject({
+      method: "DELETE",
+      url: `/v1/cardholders/${owner}`,
+      headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}` },
+    });
+    expect(again.statusCode).toBe(404);
+  });
+
+  it("answers only the members its response schema lists, whatever storage hands back", async () => {
+    const { cardUuid } = await readyCard();
+    const stored = await gw.repo.getCard(cardUuid);
+    const leaky = { ...stored!, secretsJwe: "eyJhbGciOiJSU0EtT0FFUC0yNTYi.LEAK.a.b.c" };
+    const spy = vi.spyOn(gw.repo, "getCard").mockResolvedValueOnce(leaky);
+    try {
+      const view = await internalGet(`/v1/cards/${cardUuid}`);
+      expect(view.status).toBe(200);
+      expect(view.body).toEqual(JSON.parse(JSON.stringify(stored)));
+      expect(JSON.stringify(view.body)).not.toContain("LEAK");
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it("validates path parameters and answers 404 with a code", async () => {
