@@ -5,7 +5,12 @@
  * drive it with inject()); `listen` then opens the ports and starts the worker. `startGateway` does
  * both, and is what main.ts, the demo and the process tests call.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  LogController,
+} from "fastify";
 import pino from "pino";
 import type { GatewayConfig } from "./config.js";
 import { type CustodyCaller, custodyClient } from "./custody-client.js";
@@ -73,7 +78,7 @@ function toGatewayError(error: FastifyError): GatewayError {
 function baseApp(config: GatewayConfig, logger: pino.Logger): FastifyInstance {
   const app: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Number of proxy hops to trust, as a function because Fastify's types accept no plain number.
     trustProxy: config.trustProxy > 0 ? (_addr: string, hop: number) => hop < config.trustProxy : false,
     bodyLimit: BODY_LIMIT,
