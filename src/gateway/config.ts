@@ -92,7 +92,10 @@ export const VARIABLES = [
     name: "KNOT_REDIRECT_ORIGINS",
     help: "comma-separated origins besides KNOT_BASE_URL's that Knot may redirect POST /card to (307/308)",
   },
-  { name: "GATEWAY_CUSTODY_ADDRESS", help: "custody gRPC host:port" },
+  {
+    name: "GATEWAY_CUSTODY_ADDRESS",
+    help: "custody gRPC target: host:port, dns:///name:port (every address the name resolves to) or ipv4:a:p,b:p / ipv6:[a]:p,[b]:p; calls are spread round-robin over the reachable ones",
+  },
   { name: "GATEWAY_CUSTODY_CA_FILE", help: "PEM CA that signed custody's server certificate" },
   { name: "GATEWAY_CUSTODY_CERT_FILE", help: "PEM client certificate presented to custody (mTLS)" },
   { name: "GATEWAY_CUSTODY_KEY_FILE", help: "PEM private key of that client certificate" },
@@ -164,6 +167,26 @@ function parseAllowlist(text: string): string[] {
   }
   return entries;
 }
+const HOST_PORT = /^([A-Za-z0-9.-]{1,253}):(\d{1,5})$/;
+const IPV6_PORT = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/;
+const validPort = (p: string) => Number(p) >= 1 && Number(p) <= 65535;
+
+/**
+ * The gRPC target forms grpc-js resolves that a deployment needs: one host, a DNS name standing for
+ * several custody instances (a Kubernetes headless Service), or a fixed list of addresses. Anything
+ * else (unix sockets, xds:, an authority in dns://) is refused here rather than failing at first call.
+ */
+export function isCustodyTarget(text: string): boolean {
+  const one = (re: RegExp, family: 0 | 4 | 6) => (entry: string) => {
+    const m = re.exec(entry);
+    return m !== null && validPort(m[2]!) && (family === 0 || isIP(m[1]!) === family);
+  };
+  if (text.startsWith("dns:///")) return one(HOST_PORT, 0)(text.slice("dns:///".length));
+  if (text.startsWith("ipv4:")) return text.slice(5).split(",").every(one(HOST_PORT, 4));
+  if (text.startsWith("ipv6:")) return text.slice(5).split(",").every(one(IPV6_PORT, 6));
+  return one(HOST_PORT, 0)(text);
+}
+
 const allowlist = z.string().transform((text, ctx) => {
   try {
     return parseAllowlist(text);
@@ -229,7 +252,14 @@ const schema = z.object({
       return origins;
     })
     .optional(),
-  GATEWAY_CUSTODY_ADDRESS: z.string().regex(/^[^\s:]+:\d{1,5}$/, "must be host:port"),
+  GATEWAY_CUSTODY_ADDRESS: z.string().transform((text, ctx) => {
+    if (isCustodyTarget(text)) return text;
+    ctx.addIssue({
+      code: "custom",
+      message: "must be host:port, dns:///name:port, ipv4:a:port,b:port or ipv6:[a]:port,[b]:port",
+    });
+    return z.NEVER;
+  }),
   GATEWAY_CUSTODY_CA_FILE: z.string().min(1).optional(),
   GATEWAY_CUSTODY_CERT_FILE: z.string().min(1).optional(),
   GATEWAY_CUSTODY_KEY_FILE: z.string().min(1).optional(),

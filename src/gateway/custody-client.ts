@@ -4,6 +4,16 @@
  * send never pays a TCP + TLS handshake and a silently dropped connection is noticed between sends
  * rather than on one. Every call carries a deadline so a slow custody never holds a send-card job past
  * Knot's window.
+ *
+ * The address may name several custody instances (`dns:///name:port`, `ipv4:a:p,b:p`): the channel then
+ * holds one connection per instance and spreads calls round-robin over those that are connected. An
+ * instance that dies or drains (TCP reset, GOAWAY, unanswered keepalive) leaves the rotation until it
+ * accepts connections again, and the calls it was holding fail UNAVAILABLE, which the send-card job
+ * retries on another instance inside its deadline. grpc-js (1.14) does not implement the service
+ * config's `healthCheckConfig` (checked in node_modules/@grpc/grpc-js: nothing reads it), so an
+ * instance that stays connected while NOT_SERVING (its HSM token gone) keeps its turn: its calls fail
+ * UNAVAILABLE (KEY_STORE_UNAVAILABLE) and the job's retry goes to the next instance. On SIGTERM custody
+ * stops accepting calls (tryShutdown sends GOAWAY), which takes it out of the rotation at once.
  */
 import {
   Channel,
@@ -45,6 +55,9 @@ function channelCredentials(tls: GatewayConfig["custody"]["tls"]): ChannelCreden
 export const CUSTODY_KEEPALIVE_MS = 30_000;
 const KEEPALIVE_TIMEOUT_MS = 10_000;
 
+/** gRPC service config: spread calls over every resolved custody address, not just the first. */
+export const CUSTODY_SERVICE_CONFIG = JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] });
+
 export function custodyClient(
   cfg: GatewayConfig["custody"],
   keepaliveMs: number = CUSTODY_KEEPALIVE_MS,
@@ -53,6 +66,9 @@ export function custodyClient(
     "grpc.keepalive_time_ms": keepaliveMs,
     "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
     "grpc.keepalive_permit_without_calls": 1,
+    "grpc.service_config": CUSTODY_SERVICE_CONFIG,
+    // The resolver's answer wins over a service config published in DNS TXT records, which nobody signs.
+    "grpc.service_config_disable_resolution": 1,
     ...(cfg.tls !== "insecure" && cfg.tls.serverName
       ? { "grpc.ssl_target_name_override": cfg.tls.serverName }
       : {}),

@@ -216,6 +216,31 @@ describe("configuration", () => {
       /^KNOT_REDIRECT_ORIGINS: /,
     );
   });
+  it("GATEWAY_CUSTODY_ADDRESS takes the gRPC target forms a deployment needs, nothing else", () => {
+    for (const ok of [
+      "custody.internal:7443",
+      "dns:///custody-headless.zone-b.svc.cluster.local:7443",
+      "ipv4:10.0.0.1:7443,10.0.0.2:7443",
+      "ipv6:[fd00::1]:7443,[fd00::2]:7443",
+    ]) {
+      expect(loadConfig({ ...base, GATEWAY_CUSTODY_ADDRESS: ok }).custody.address).toBe(ok);
+    }
+    for (const bad of [
+      "custody",
+      "custody:0",
+      "custody:70000",
+      "dns://8.8.8.8/custody:7443",
+      "ipv4:10.0.0.1:7443,custody:7443",
+      "ipv4:",
+      "ipv6:fd00::1:7443",
+      "unix:/run/custody.sock",
+      "xds:///custody",
+    ]) {
+      expect(error({ ...base, GATEWAY_CUSTODY_ADDRESS: bad })).toMatch(
+        /^GATEWAY_CUSTODY_ADDRESS: must be host:port/,
+      );
+    }
+  });
   it("--help lists every variable", () => {
     for (const v of VARIABLES) expect(helpText()).toContain(v.name);
   });
