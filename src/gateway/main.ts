@@ -5,6 +5,16 @@
  */
 import { startGateway } from "./app.js";
 import { ConfigError, helpText, loadConfig } from "./config.js";
+import { runKeyUsage } from "./key-usage-cli.js";
+
+if (process.argv[2] === "key-usage") {
+  process.exit(
+    await runKeyUsage(process.argv.slice(3), process.env, {
+      out: (line) => console.log(line),
+      err: (line) => console.error(line),
+    }),
+  );
+}
 
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
   process.stdout.write(helpText());

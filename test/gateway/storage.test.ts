@@ -2,10 +2,13 @@
  * One suite, both drivers: every repository behaviour the gateway relies on, run against SQLite and a
  * PostgreSQL this file starts itself.
  */
+import { generateKeyPairSync } from "node:crypto";
 import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { fingerprintForms } from "../../src/crypto/fingerprint.js";
+import { keyUsage } from "../../src/gateway/key-usage.js";
 import { PostgresRepository } from "../../src/gateway/storage/postgres.js";
 import type { DotvaCard, GatewayRepository, KnotEventRecord } from "../../src/gateway/storage/repository.js";
 import { SqliteRepository } from "../../src/gateway/storage/sqlite.js";
@@ -229,6 +232,51 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
       (await repo.storeDotvaCard(card({ cardUuid: "old", cardId: "1", receivedAt: 1_000 }), "a")).outcome,
     ).toBe("duplicate");
     expect(await repo.getCard("old")).toMatchObject({ secretsPurgedAt: 70_000 });
+  });
+
+  it("counts, per key, the stored cards whose secrets still need it, whatever spelling Dotva used", async () => {
+    const key = generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey;
+    const other = fingerprintForms(generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey);
+    const forms = fingerprintForms(key);
+    const hex = forms.canonical.slice("sha256:".length);
+    const [b64, b64url, colons, thumbprint] = forms.aliases;
+    const spellings = [
+      forms.canonical,
+      `SHA-256:${hex.toUpperCase()}`,
+      hex,
+      b64!,
+      b64url!,
+      colons!,
+      thumbprint!,
+    ];
+    for (const [i, keyFingerprint] of spellings.entries()) {
+      await repo.storeDotvaCard(
+        card({ cardUuid: `k${i}`, cardId: String(100 + i), keyFingerprint }),
+        `k${i}`,
+      );
+    }
+    await repo.storeDotvaCard(
+      card({ cardUuid: "other", cardId: "200", keyFingerprint: other.canonical }),
+      "o",
+    );
+    await repo.storeDotvaCard(card({ cardUuid: "purged", cardId: "201", receivedAt: 500 }), "p");
+    // "purged" is the only card received at or before 600: it needs no key any more.
+    await repo.purgeSecrets(600, 0, 700);
+    await repo.recordKnotEvent(
+      knot({ taskId: "ts", cardId: "100", sendCard: { send: true, deadlineAt: 99_000 } }),
+    );
+    await repo.claimJobs("W", 1_000, 9_000, 1);
+    await repo.finishJob("ts", "W", { state: "sent", completedAt: 1_500, sentCardUuid: "k0" });
+
+    const groups = await repo.storedSecretsByFingerprint();
+    const usage = keyUsage(groups, { fingerprint: forms.canonical, jwkThumbprint: thumbprint! });
+    expect(usage).toMatchObject({ fingerprint: forms.canonical, withSecrets: 7, unsent: 6 });
+    expect([...usage.spellings].sort()).toEqual([...spellings].sort());
+    // Without the thumbprint, a card Dotva named that way is not counted: the route says so.
+    expect(keyUsage(groups, { fingerprint: forms.canonical })).toMatchObject({ withSecrets: 6, unsent: 5 });
+    expect(keyUsage(groups, { fingerprint: other.canonical })).toMatchObject({ withSecrets: 1, unsent: 1 });
+    const purgedKey = card().keyFingerprint as typeof forms.canonical;
+    expect(keyUsage(groups, { fingerprint: purgedKey })).toMatchObject({ withSecrets: 0, unsent: 0 });
   });
 
   it("accepts one body per Knot (event, session_id): the same body again is a duplicate, another is refused", async () => {

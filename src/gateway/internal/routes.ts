@@ -18,6 +18,7 @@ import { secretEquals } from "../http/constant-time.js";
 import { partnerId } from "../http/partner-ids.js";
 import { errorResponses } from "../http/responses.js";
 import type { ZodTypeProvider } from "../http/zod-schema.js";
+import { keyUsage, spkiFingerprint } from "../key-usage.js";
 import { CARD_FAILED_REASONS, isDocumentedFailureReason } from "../knot/schema.js";
 import type { GatewayRepository } from "../storage/repository.js";
 
@@ -95,6 +96,24 @@ const quarantineView = z.object({
   receivedAt: z.number(),
 });
 const written = z.enum(["created", "updated"]);
+// Any spelling of a key's SPKI SHA-256 digest custody accepts; '/' and '+' of base64 arrive percent-encoded.
+const keyFingerprint = z
+  .string()
+  .regex(/^[A-Za-z0-9:+/=_-]{20,200}$/)
+  .transform((text, ctx) => {
+    try {
+      return spkiFingerprint(text);
+    } catch {
+      ctx.addIssue({ code: "custom", message: "not a SHA-256 key fingerprint" });
+      return z.NEVER;
+    }
+  });
+const keyUsageView = z.object({
+  fingerprint: z.string(),
+  withSecrets: z.number(),
+  unsent: z.number(),
+  spellings: z.array(z.string()).readonly(),
+});
 
 export function registerInternalRoutes(app: FastifyInstance, repo: GatewayRepository, token: string): void {
   app.register(
@@ -222,6 +241,28 @@ export function registerInternalRoutes(app: FastifyInstance, repo: GatewayReposi
           if (!card) throw new NotFoundError("no Dotva card with this card_uuid has been stored");
           return card;
         },
+      );
+
+      // Before a Dotva key is retired: stored cards whose secrets_jwe still needs it (0 means none).
+      v1.get(
+        "/keys/:fingerprint/usage",
+        {
+          schema: {
+            params: z.object({ fingerprint: keyFingerprint }),
+            querystring: z.object({
+              jwk_thumbprint: z
+                .string()
+                .regex(/^[A-Za-z0-9_-]{43}$/)
+                .optional(),
+            }),
+            response: { 200: keyUsageView, ...errorResponses },
+          },
+        },
+        async (req) =>
+          keyUsage(await repo.storedSecretsByFingerprint(), {
+            fingerprint: req.params.fingerprint,
+            ...(req.query.jwk_thumbprint ? { jwkThumbprint: req.query.jwk_thumbprint } : {}),
+          }),
       );
 
       v1.get(

@@ -216,6 +216,15 @@ export interface JobOutcome {
   readonly knotStatus?: number;
 }
 
+/** Stored cards that still hold `secrets_jwe`, per `key_fingerprint` exactly as Dotva spelled it. */
+export interface StoredSecretsByFingerprint {
+  readonly keyFingerprint: string;
+  /** Cards whose `secrets_jwe` is not purged. */
+  readonly withSecrets: number;
+  /** Of those, cards never sent to Knot. */
+  readonly unsent: number;
+}
+
 export interface GatewayRepository {
   readonly driver: "sqlite" | "postgres";
   /** Applies pending migrations; safe to call from several instances at once. */
@@ -241,6 +250,8 @@ export interface GatewayRepository {
    * `sentBefore`; returns their card_uuids.
    */
   purgeSecrets(receivedBefore: number, sentBefore: number, now: number): Promise<string[]>;
+  /** Unpurged secrets grouped by the stored `key_fingerprint` text (key-usage question before retiring a key). */
+  storedSecretsByFingerprint(): Promise<StoredSecretsByFingerprint[]>;
   recordKnotEvent(event: KnotEventRecord): Promise<KnotRecordOutcome>;
   getTask(taskId: string): Promise<TaskView | undefined>;
   listMerchants(): Promise<MerchantAvailability[]>;

@@ -34,6 +34,8 @@ export abstract class SqlRepository implements GatewayRepository {
     this.write((tx) => q.bindCard(tx, user, workspace, card, now));
   purgeSecrets: GatewayRepository["purgeSecrets"] = (receivedBefore, sentBefore, now) =>
     this.write((tx) => q.purgeSecrets(tx, receivedBefore, sentBefore, now));
+  storedSecretsByFingerprint: GatewayRepository["storedSecretsByFingerprint"] = () =>
+    q.storedSecretsByFingerprint(this.r);
   deleteCardholder: GatewayRepository["deleteCardholder"] = (id) =>
     this.write((tx) => q.deleteCardholder(tx, id));
   recordKnotEvent: GatewayRepository["recordKnotEvent"] = (e) => this.write((tx) => q.recordKnotEvent(tx, e));

@@ -15,6 +15,7 @@ import type {
   QuarantinedDelivery,
   QuarantineView,
   SendCardJob,
+  StoredSecretsByFingerprint,
   TaskView,
   TransactionEventView,
   UnknownPartnerEvent,
@@ -250,6 +251,20 @@ export async function purgeSecrets(
     [now, receivedBefore, sentBefore],
   );
   return rows.map((r) => String(r.card_uuid));
+}
+
+export async function storedSecretsByFingerprint(tx: SqlRunner): Promise<StoredSecretsByFingerprint[]> {
+  const rows = await tx.query(
+    `SELECT key_fingerprint, COUNT(*) AS with_secrets,
+       SUM(CASE WHEN first_sent_at IS NULL THEN 1 ELSE 0 END) AS unsent
+     FROM dotva_cards WHERE secrets_purged_at IS NULL
+     GROUP BY key_fingerprint ORDER BY key_fingerprint`,
+  );
+  return rows.map((r) => ({
+    keyFingerprint: String(r.key_fingerprint),
+    withSecrets: num(r.with_secrets),
+    unsent: num(r.unsent),
+  }));
 }
 
 export async function deleteCardholder(tx: SqlRunner, externalUserId: string): Promise<boolean> {
