@@ -1,7 +1,8 @@
 /**
- * docs/key-rotation.md's Dotva key runbook (file store), run as written: every `<!-- runbook:file:STEP -->`
- * shell block is extracted from the document and executed with bash, in order, against a custody
- * process (mTLS, its own key directory) while calls run against it without pause, and a gateway holding
+ * docs/key-rotation.md's Dotva key runbook, run as written for the file store and for a SoftHSM2 token:
+ * every `<!-- runbook:STORE:STEP -->` shell block is extracted from the document and executed with bash,
+ * in order, against a custody process (mTLS, its own key store) while calls run against it without
+ * pause, and a gateway holding
  * cards Dotva encrypted to the old key. No call may fail; the key published in step 3 is the one custody
  * decrypts Dotva's new cards with; the usage question says "still needed" (exit 3) until the stored
  * secrets are purged, then 0; after retirement a call naming the old key is refused.
@@ -20,94 +21,137 @@ import { type RunningGateway, startGateway } from "../../src/gateway/app.js";
 import { runKeyTool } from "../../src/keytool/run.js";
 import { type Proc, startCustodyProcess } from "../../src/simulators/processes.js";
 import { type CallOutcome, custodyClient, dotvaJwe, reencrypt } from "../custody/harness.js";
+import { createTestToken, SOFTHSM_MODULE } from "../keystore/pkcs11/softhsm.js";
 import { dotvaDelivery, dotvaHeaders, gatewayConfig, TEST_INTERNAL_TOKEN } from "../support/gateway-env.js";
 import { USER } from "../support/profile.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DOC = readFileSync(join(ROOT, "docs/key-rotation.md"), "utf8");
-const STEPS = ["generate", "reload-new", "publish", "decrypt-only", "usage", "retire", "destroy"];
+const STEPS = ["generate", "reload-new", "publish", "decrypt-only", "usage", "retire"];
 
-/** The shell blocks of the file-store runbook, by step name, in document order. */
-function runbookBlocks(): [string, string][] {
-  const re = /<!-- runbook:file:([a-z-]+) -->\n```sh\n([\s\S]*?)\n```/g;
+type Store = "file" | "pkcs11";
+
+/** The shell blocks of one store's runbook, by step name, in document order. */
+function runbookBlocks(store: Store): [string, string][] {
+  const re = new RegExp(`<!-- runbook:${store}:([a-z-]+) -->\\n\`\`\`sh\\n([\\s\\S]*?)\\n\`\`\``, "g");
   return [...DOC.matchAll(re)].map((m) => [m[1]!, m[2]!]);
 }
 
-const tmp = mkdtempSync(join(tmpdir(), "runbook-"));
-const pki = makeDevPki(join(tmp, "pki"));
-const keyDir = join(tmp, "keys");
-const handover = join(tmp, "handover");
-let custody: { proc: Proc; address: string };
-let gw: RunningGateway;
-let shellEnv: Record<string, string>;
+const io = { out: () => undefined, err: (l: string) => console.error(l) };
 
-beforeAll(async () => {
-  mkdirSync(keyDir, { mode: 0o700 });
-  mkdirSync(handover);
-  const io = { out: () => undefined, err: (l: string) => console.error(l) };
-  expect(await runKeyTool(["generate", "--dir", keyDir, "--name", "dotva-2026"], io)).toBe(0);
-  custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()], {
-    CUSTODY_KEY_DIR: keyDir,
-    CUSTODY_LOG_LEVEL: "info",
-  });
-  gw = await startGateway(
-    gatewayConfig({
-      knotUrl: "http://127.0.0.1:1",
-      custodyAddress: custody.address,
-      tls: { ca: pki.caCert, cert: pki.gateway.cert, key: pki.gateway.key },
-      extra: { GATEWAY_CUSTODY_SERVER_NAME: "localhost" },
-    }),
-  );
-  const tokenFile = join(tmp, "internal-token");
-  writeFileSync(tokenFile, TEST_INTERNAL_TOKEN, { mode: 0o600 });
-  shellEnv = {
-    PATH: process.env.PATH ?? "",
-    HOME: process.env.HOME ?? tmp,
-    CUSTODY_KEY_DIR: keyDir,
-    CUSTODY_PID: String(custody.proc.child.pid),
-    OLD_KEY: "dotva-2026",
-    NEW_KEY: "dotva-2027",
-    HANDOVER: handover,
-    GATEWAY_INTERNAL_URL: gw.internalUrl,
-    GATEWAY_INTERNAL_TOKEN_FILE: tokenFile,
+/** Custody's and the shell's environment for a store already holding the old key, and its public key. */
+async function setUpStore(store: Store, dir: string) {
+  if (store === "file") {
+    const keyDir = join(dir, "keys");
+    mkdirSync(keyDir, { mode: 0o700 });
+    expect(await runKeyTool(["generate", "--dir", keyDir, "--name", "dotva-2026"], io)).toBe(0);
+    const env = { CUSTODY_KEY_DIR: keyDir };
+    return {
+      custodyEnv: env,
+      shellEnv: env,
+      oldPublic: createPublicKey(readFileSync(join(keyDir, "dotva-2026.pem"))),
+    };
+  }
+  const token = createTestToken("custody-runbook");
+  const stateDir = join(dir, "pkcs11-state");
+  mkdirSync(stateDir, { mode: 0o700 });
+  // The whole token: keys the runbook generates later are loaded at the next SIGHUP.
+  const uri = `pkcs11:token=${token.label}?module-path=${SOFTHSM_MODULE}&pin-source=file:${token.pinFile}`;
+  const env = {
+    CUSTODY_PKCS11_URI: uri,
+    CUSTODY_PKCS11_STATE_DIR: stateDir,
+    SOFTHSM2_CONF: process.env.SOFTHSM2_CONF!,
   };
-}, 60_000);
-
-afterAll(async () => {
-  await gw?.close();
-  await custody?.proc.stop();
-  rmSync(tmp, { recursive: true, force: true });
-});
-
-/** Runs one block with bash, asynchronously: the load and the in-process gateway keep running meanwhile. */
-function runBlock(script: string): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn("bash", ["-eo", "pipefail", "-c", script], { cwd: ROOT, env: shellEnv });
-    let out = "";
-    child.stdout.on("data", (d) => {
-      out += String(d);
-    });
-    child.stderr.on("data", (d) => {
-      out += String(d);
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
+  const tokenArgs = ["--pkcs11", "--uri", uri, "--state-dir", stateDir];
+  expect(await runKeyTool(["generate", ...tokenArgs, "--label", "dotva-2026"], io)).toBe(0);
+  const pem: string[] = [];
+  await runKeyTool(["public", ...tokenArgs, "--key", "dotva-2026"], { out: (l) => pem.push(l), err: io.err });
+  return {
+    custodyEnv: { ...env, CUSTODY_KEYSTORE: "pkcs11" },
+    shellEnv: env,
+    oldPublic: createPublicKey(pem.join("\n")),
+    cleanup: () => token.remove(),
+  };
 }
 
-const reloads = () => custody.proc.output().split('"msg":"key set reloaded"').length - 1;
+describe.each(["file", "pkcs11"] as const)("docs/key-rotation.md runbook (%s store)", (store) => {
+  const tmp = mkdtempSync(join(tmpdir(), `runbook-${store}-`));
+  const pki = makeDevPki(join(tmp, "pki"));
+  const handover = join(tmp, "handover");
+  let custody: { proc: Proc; address: string };
+  let gw: RunningGateway;
+  let shellEnv: Record<string, string>;
+  let oldPublic: ReturnType<typeof createPublicKey>;
+  let cleanup: (() => void) | undefined;
 
-describe("docs/key-rotation.md runbook (file store)", () => {
+  beforeAll(async () => {
+    mkdirSync(handover);
+    const set = await setUpStore(store, tmp);
+    oldPublic = set.oldPublic;
+    cleanup = set.cleanup;
+    custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()], {
+      ...set.custodyEnv,
+      CUSTODY_LOG_LEVEL: "info",
+    });
+    gw = await startGateway(
+      gatewayConfig({
+        knotUrl: "http://127.0.0.1:1",
+        custodyAddress: custody.address,
+        tls: { ca: pki.caCert, cert: pki.gateway.cert, key: pki.gateway.key },
+        extra: { GATEWAY_CUSTODY_SERVER_NAME: "localhost" },
+      }),
+    );
+    const tokenFile = join(tmp, "internal-token");
+    writeFileSync(tokenFile, TEST_INTERNAL_TOKEN, { mode: 0o600 });
+    shellEnv = {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? tmp,
+      ...set.shellEnv,
+      CUSTODY_PID: String(custody.proc.child.pid),
+      OLD_KEY: "dotva-2026",
+      NEW_KEY: "dotva-2027",
+      HANDOVER: handover,
+      GATEWAY_INTERNAL_URL: gw.internalUrl,
+      GATEWAY_INTERNAL_TOKEN_FILE: tokenFile,
+    };
+  }, 60_000);
+
+  afterAll(async () => {
+    await gw?.close();
+    await custody?.proc.stop();
+    cleanup?.();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  /** Runs one block with bash, asynchronously: the load and the in-process gateway keep running meanwhile. */
+  function runBlock(script: string): Promise<{ code: number | null; out: string }> {
+    return new Promise((resolve) => {
+      const child = spawn("bash", ["-eo", "pipefail", "-c", script], { cwd: ROOT, env: shellEnv });
+      let out = "";
+      child.stdout.on("data", (d) => {
+        out += String(d);
+      });
+      child.stderr.on("data", (d) => {
+        out += String(d);
+      });
+      const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+      child.once("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code, out });
+      });
+    });
+  }
+
+  const reloads = () => custody.proc.output().split('"msg":"key set reloaded"').length - 1;
+
   it("the document holds every step, once, in order", () => {
-    expect(runbookBlocks().map(([step]) => step)).toEqual(STEPS);
+    expect(runbookBlocks(store).map(([step]) => step)).toEqual(
+      store === "file" ? [...STEPS, "destroy"] : STEPS,
+    );
   });
 
   it("runs as written with calls in flight and no failed call", async () => {
     const knotJwk = readFileSync(pki.knotJwk, "utf8").trim();
-    const oldPublic = createPublicKey(readFileSync(join(keyDir, "dotva-2026.pem")));
     const oldFingerprint = fingerprintForms(oldPublic).canonical;
     const client = custodyClient(Number(custody.address.split(":")[1]), pki);
 
@@ -172,7 +216,7 @@ describe("docs/key-rotation.md runbook (file store)", () => {
 
     try {
       await steadyCalls(5);
-      for (const [step, script] of runbookBlocks()) {
+      for (const [step, script] of runbookBlocks(store)) {
         const before = reloads();
         if (step === "retire") {
           // Step 5 said no stored card needs the old key: nothing sends under it any more.
