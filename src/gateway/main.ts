@@ -10,8 +10,8 @@ import { runKeyUsage } from "./key-usage-cli.js";
 if (process.argv[2] === "key-usage") {
   process.exit(
     await runKeyUsage(process.argv.slice(3), process.env, {
-      out: (line) => console.log(line),
-      err: (line) => console.error(line),
+      out: (line) => process.stdout.write(`${line}\n`),
+      err: (line) => process.stderr.write(`${line}\n`),
     }),
   );
 }
