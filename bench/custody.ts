@@ -1,6 +1,6 @@
 /**
  * npm run bench:custody [-- --store file|pkcs11] [--seconds 5] [--rounds 3] [--concurrency 64]
- *                        [--cpu-prof DIR]
+ *                        [--cpu-prof DIR] [--echo-one-by-one]
  *
  * How much CPU custody spends per ReencryptForKnot beyond the two costs it cannot avoid: the RSA
  * private operation and the gRPC/mTLS transport. All measured in the same run on this machine, in rounds
@@ -20,7 +20,9 @@
  *     pkcs11_cpu_efficiency  = (pkcs11_bare_cpu_us_per_op + echo_cpu_us_per_call) / custody_cpu_us_per_call
  * and, after the rounds, latency paced open-loop at half the peak rate custody reached at 64 in flight.
  * With --cpu-prof DIR, custody runs under `node --cpu-prof` (one profile per thread, written when it
- * exits); its figures then include the profiler's cost. Ends with one JSON line.
+ * exits); its figures then include the profiler's cost. With --echo-one-by-one (diagnostic), the echo
+ * server answers one call per 1 ms tick, as custody's workers do, instead of a whole burst at once; the
+ * echo figure is then no longer the reference of the issue's ratio. Ends with one JSON line.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
@@ -49,6 +51,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "3" },
     concurrency: { type: "string", default: "64" },
     "cpu-prof": { type: "string" },
+    "echo-one-by-one": { type: "boolean", default: false },
   },
 });
 const SECONDS = Number(args.seconds);
@@ -221,6 +224,7 @@ const echo = startChild(
     ECHO_TLS_KEY: pki.server.key,
     ECHO_TLS_CLIENT_CA: pki.caCert,
     ECHO_RESPONSE: responseFile,
+    ...(args["echo-one-by-one"] ? { ECHO_ONE_BY_ONE: "1" } : {}),
   },
   { stdout: "pipe" },
 );
@@ -373,6 +377,7 @@ console.log(
     half_peak_p50_ms: round(half.p50, 2),
     half_peak_p99_ms: round(half.p99, 2),
     cpu_profiled: args["cpu-prof"] !== undefined,
+    echo_one_by_one: args["echo-one-by-one"],
     load_average_1m_before: round(load1Before, 2),
     load_average_1m_after: round(loadavg()[0]!, 2),
   }),

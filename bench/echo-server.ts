@@ -6,6 +6,10 @@
  *
  * Environment: ECHO_LISTEN (host:port), ECHO_TLS_CERT, ECHO_TLS_KEY, ECHO_TLS_CLIENT_CA (PEM files),
  * ECHO_RESPONSE (JSON file of one ReencryptForKnotResponse). Prints "listening" when bound.
+ *
+ * ECHO_ONE_BY_ONE=1 (diagnostic, `bench:custody --echo-one-by-one`): answers are queued and released one
+ * per 1 ms timer tick, as custody's answers come back one at a time from its workers, instead of all the
+ * calls of a burst in the same event-loop turn. Shows what answering one call per turn costs the transport.
  */
 import { readFileSync } from "node:fs";
 import { Server } from "@grpc/grpc-js";
@@ -24,9 +28,15 @@ const server = new Server({
   "grpc.max_send_message_length": 1024 * 1024,
   "grpc.max_concurrent_streams": 4096,
 });
+type Answer = (err: null, res: ReencryptForKnotResponse) => void;
+const oneByOne = process.env.ECHO_ONE_BY_ONE === "1";
+const waiting: Answer[] = [];
+if (oneByOne) setInterval(() => waiting.shift()?.(null, response), 1);
 server.addService(loadCustodyProto().custody.v1.CardCustody.service, {
-  ReencryptForKnot: (_call: unknown, callback: (err: null, res: ReencryptForKnotResponse) => void) =>
-    callback(null, response),
+  ReencryptForKnot: (_call: unknown, callback: Answer) => {
+    if (oneByOne) waiting.push(callback);
+    else callback(null, response);
+  },
 });
 const credentials = mutualTlsCredentials({
   cert: readFileSync(env("ECHO_TLS_CERT")),
