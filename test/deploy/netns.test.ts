@@ -109,6 +109,14 @@ s.on("error",(e)=>console.log(e.code))`;
   return inNs(CUSTODY_NS, process.execPath, "-e", probe).trim();
 }
 
+/** The same for a UDP datagram (a DNS query would be one): the send's error code, or "sent". */
+function sendFromCustody(host: string, port: number): string {
+  const family = host.includes(":") ? "udp6" : "udp4";
+  const probe = `const s=require("node:dgram").createSocket("${family}");
+s.send(Buffer.from("probe"),${port},${JSON.stringify(host)},(e)=>{console.log(e?e.code:"sent");s.close()})`;
+  return inNs(CUSTODY_NS, process.execPath, "-e", probe).trim();
+}
+
 describe("custody alone in its network namespace, the gateway in another, one veth between them", () => {
   it("passes a card from Dotva to Knot through the gateway and custody over mTLS across the link", async () => {
     const out = execFileSync(
@@ -145,7 +153,7 @@ describe("custody alone in its network namespace, the gateway in another, one ve
     );
   }, 60_000);
 
-  it("has no route but the link, and cannot open a connection anywhere off it", () => {
+  it("has no route but the link, and can neither connect nor send a datagram anywhere off it", () => {
     const routes = inNs(CUSTODY_NS, "ip", "-4", "route", "show").trim().split("\n");
     expect(routes).toEqual([
       expect.stringMatching(new RegExp(`^${NET.replaceAll(".", "\\.")}\\.0/30 dev ccc${ID} `)),
@@ -155,9 +163,11 @@ describe("custody alone in its network namespace, the gateway in another, one ve
     // /16, a documentation address (RFC 5737) and the IPv6 documentation prefix (RFC 3849).
     for (const host of [`${NET}.9`, "10.231.255.1", "192.0.2.1", "2001:db8::1"]) {
       expect(connectFromCustody(host, 443), host).toBe("ENETUNREACH");
+      expect(sendFromCustody(host, 53), host).toBe("ENETUNREACH");
     }
     // Control: the same probe does reach custody's own port, so a refusal above is not the probe failing.
     expect(connectFromCustody(CUSTODY_IP, GRPC_PORT)).toBe("connected");
+    expect(sendFromCustody(CUSTODY_IP, 9)).toBe("sent");
   });
 
   it("listens on nothing but custody's gRPC port", () => {
