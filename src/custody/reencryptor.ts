@@ -2,11 +2,12 @@
  * The pool of worker threads that run re-encryptions, sized to the cores: RSA private operations are
  * CPU-bound and the main thread must stay free for TLS and gRPC framing.
  *
- * Hand-written rather than a general pool library: piscina's per-task machinery (task objects, async
- * resources, Atomics signalling, per-task promises and events) measured 108-114 µs of main-thread CPU
- * per task, ~25x a bare postMessage, and was the largest item on the main thread after the transport
- * (BENCHMARKS.md). Here each worker has its one long-lived port; a task is one postMessage whose bytes
- * (the parsed JWE, and the content key for a token) travel in one transferred ArrayBuffer; replies are
+ * Hand-written rather than a general pool library (piscina before): custody needs a small, fixed part of
+ * one, and the parts it needs are custody's own (the content key a token unwrapped before dispatch, the
+ * per-worker key copies sent once, crash handling with stable failures). Its main-thread CPU per call
+ * measured about the same as piscina's: the cross-thread round trip itself dominates both
+ * (BENCHMARKS.md). Each worker has its one long-lived port; a task is one postMessage whose bytes (the
+ * parsed JWE, and the content key for a token) travel in one transferred ArrayBuffer; replies are
  * matched by id. A task goes to the least busy worker, at most TASKS_PER_WORKER each, then waits in a
  * bounded queue; a full queue is OVERLOADED (RESOURCE_EXHAUSTED). A worker that dies fails its calls
  * with INTERNAL and is replaced.
