@@ -1,6 +1,7 @@
 /**
  * The operator log and the audit record. One audit line per ReencryptForKnot call, whatever its outcome,
- * holding only: caller identity and the allowlist entry that admitted it, request_id, key fingerprint,
+ * holding only: caller identity and the grant that admitted it, the policy version, request_id, the
+ * source-key decision, key fingerprint,
  * recipient thumbprint and the policy rule that allowed (or the reason that refused) it, card last4,
  * outcome (OK or the reason code), gRPC status, duration. Nothing else from the request is ever logged: no JWE,
  * no profile, no fingerprint text that failed to parse, and no error messages from inside the worker.
@@ -28,6 +29,10 @@ export interface AuditRecord {
   readonly caller: string;
   /** The allowlist entry (`uri:...` / `cn:...`) that admitted the caller. */
   readonly caller_rule?: string;
+  /** Which grants decided: "global" or "file:<digest prefix>" of the caller policy file. */
+  readonly policy_version?: string;
+  /** Source side: any (global), fingerprint or label (the grant that allowed the key), or denied. */
+  readonly source_key_basis?: string;
   readonly request_id?: string;
   readonly key_fingerprint?: string;
   readonly key_generation?: number;

@@ -56,7 +56,11 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
   },
   {
     name: "CUSTODY_ALLOW_REENCRYPT",
-    help: "callers allowed ReencryptForKnot: comma list of uri:<SPIFFE ID> (cn:<CN> in development only)",
+    help: "without CUSTODY_CALLER_POLICY_FILE: callers allowed ReencryptForKnot with any key, comma list of uri:<SPIFFE ID> (cn:<CN> in development only)",
+  },
+  {
+    name: "CUSTODY_CALLER_POLICY_FILE",
+    help: "JSON file of per-caller grants: the Dotva keys each SPIFFE ID may decrypt with and the Knot recipients it may encrypt to (docs/custody.md); replaces CUSTODY_ALLOW_REENCRYPT and CUSTODY_RECIPIENT_*; re-read on SIGHUP and on change",
   },
   {
     name: "CUSTODY_ALLOW_HEALTH",
@@ -141,7 +145,7 @@ export function configHelp(): string {
     "Configuration comes from environment variables:",
     ...lines,
     "",
-    "Signals: SIGHUP reloads the key directory; SIGTERM drains in-flight calls and exits.",
+    "Signals: SIGHUP reloads the key directory, the client CRLs and the caller policy file; SIGTERM drains in-flight calls and exits.",
     "Details: docs/custody.md",
   ].join("\n");
 }
@@ -173,6 +177,8 @@ export interface CustodyConfig {
   readonly tls?: TlsConfig;
   readonly devPlaintext: boolean;
   readonly connection: { readonly maxAgeMs: number; readonly maxAgeGraceMs: number };
+  /** Per-caller grants (caller-policy.ts); when set, callers.reencrypt and recipients are empty. */
+  readonly callerPolicyFile?: string;
   readonly callers: {
     readonly reencrypt: readonly IdentityMatcher[];
     /** "any" = every client that presented a certificate from the client CA. */
@@ -264,28 +270,22 @@ function pins(env: Env): Set<string> {
   return new Set(trimmed);
 }
 
-const X5C_POLICY_FILE = z
+export const X5C_ENTRY = z
   .object({
-    entries: z
-      .array(
-        z
-          .object({
-            root: z.string().min(1),
-            leaf_dns: z
-              .string()
-              .regex(/^(\*\.)?([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$/, "is not a DNS name")
-              .optional(),
-            leaf_subject: z.string().min(1).optional(),
-          })
-          .strict()
-          .refine((e) => e.leaf_dns !== undefined || e.leaf_subject !== undefined, {
-            message:
-              "each entry needs leaf_dns and/or leaf_subject: a root alone would trust every certificate it issues",
-          }),
-      )
-      .min(1),
+    root: z.string().min(1),
+    leaf_dns: z
+      .string()
+      .regex(/^(\*\.)?([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$/, "is not a DNS name")
+      .optional(),
+    leaf_subject: z.string().min(1).optional(),
   })
-  .strict();
+  .strict()
+  .refine((e) => e.leaf_dns !== undefined || e.leaf_subject !== undefined, {
+    message:
+      "each entry needs leaf_dns and/or leaf_subject: a root alone would trust every certificate it issues",
+  });
+
+const X5C_POLICY_FILE = z.object({ entries: z.array(X5C_ENTRY).min(1) }).strict();
 
 function x5cPolicy(env: Env): X5cPolicyEntry[] {
   if (env.CUSTODY_RECIPIENT_ROOTS !== undefined) {
@@ -306,23 +306,34 @@ function x5cPolicy(env: Env): X5cPolicyEntry[] {
         : "not valid JSON";
     throw new ConfigError(`${name}: ${detail}`);
   }
-  const base = dirname(resolve(env[name]!));
-  return parsed.entries.map((entry, i) => {
-    const where = `${name}: entries.${i}`;
+  return resolveX5cEntries(parsed.entries, dirname(resolve(env[name]!)), `${name}: entries`);
+}
+
+/**
+ * Turns validated x5c entries into policy entries: each root file (relative to `base`) must hold exactly
+ * one CA certificate, each leaf_subject must be written in canonical form. `where` prefixes errors.
+ */
+export function resolveX5cEntries(
+  entries: readonly z.infer<typeof X5C_ENTRY>[],
+  base: string,
+  where: string,
+): X5cPolicyEntry[] {
+  return entries.map((entry, i) => {
+    const at = `${where}.${i}`;
     const file = resolve(base, entry.root);
     let root: X509Certificate;
     try {
       const pem = readFileSync(file, "ascii");
       const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
       if (blocks.length !== 1)
-        throw new ConfigError(`${where}.root: ${file} must hold exactly one PEM certificate`);
+        throw new ConfigError(`${at}.root: ${file} must hold exactly one PEM certificate`);
       root = new X509Certificate(blocks[0]!);
     } catch (err) {
       if (err instanceof ConfigError) throw err;
-      throw new ConfigError(`${where}.root: cannot read a certificate from ${file}`);
+      throw new ConfigError(`${at}.root: cannot read a certificate from ${file}`);
     }
     if (!root.getExtension(BasicConstraintsExtension)?.ca) {
-      throw new ConfigError(`${where}.root: ${file} is not a CA certificate (basicConstraints cA)`);
+      throw new ConfigError(`${at}.root: ${file} is not a CA certificate (basicConstraints cA)`);
     }
     let leafSubject: string | undefined;
     if (entry.leaf_subject !== undefined) {
@@ -330,7 +341,7 @@ function x5cPolicy(env: Env): X5cPolicyEntry[] {
         leafSubject = canonicalSubject(entry.leaf_subject);
       } catch {
         throw new ConfigError(
-          `${where}.leaf_subject: not a distinguished name written as "CN=..., O=..." (certificate order, no spaces around =)`,
+          `${at}.leaf_subject: not a distinguished name written as "CN=..., O=..." (certificate order, no spaces around =)`,
         );
       }
     }
@@ -462,7 +473,29 @@ export function loadConfig(env: Env = process.env): CustodyConfig {
     };
   }
 
-  const reencrypt = identities(env, "CUSTODY_ALLOW_REENCRYPT", mode);
+  const callerPolicyFile = env.CUSTODY_CALLER_POLICY_FILE || undefined;
+  if (callerPolicyFile !== undefined) {
+    // One source of truth per decision: a global list beside the file would leave the reader guessing
+    // which one grants what.
+    for (const name of [
+      "CUSTODY_ALLOW_REENCRYPT",
+      "CUSTODY_RECIPIENT_PINS",
+      "CUSTODY_RECIPIENT_PINS_FILE",
+      "CUSTODY_RECIPIENT_X5C_POLICY",
+    ]) {
+      if (env[name]) {
+        throw new ConfigError(
+          `${name}: not used with CUSTODY_CALLER_POLICY_FILE, which grants callers and recipients per caller; unset it`,
+        );
+      }
+    }
+    if (devPlaintext || allowAny) {
+      throw new ConfigError(
+        `${devPlaintext ? "CUSTODY_DEV_PLAINTEXT" : "CUSTODY_DEV_ALLOW_ANY_RECIPIENT"}: not combinable with CUSTODY_CALLER_POLICY_FILE`,
+      );
+    }
+  }
+  const reencrypt = callerPolicyFile === undefined ? identities(env, "CUSTODY_ALLOW_REENCRYPT", mode) : [];
   if (reencrypt === "any")
     throw new ConfigError("CUSTODY_ALLOW_REENCRYPT: name the callers; * is not allowed");
 
@@ -478,7 +511,12 @@ export function loadConfig(env: Env = process.env): CustodyConfig {
         };
 
   const recipients = { pinnedThumbprints: pins(env), x5c: x5cPolicy(env), allowAny };
-  if (recipients.pinnedThumbprints.size === 0 && recipients.x5c.length === 0 && !recipients.allowAny) {
+  if (
+    callerPolicyFile === undefined &&
+    recipients.pinnedThumbprints.size === 0 &&
+    recipients.x5c.length === 0 &&
+    !recipients.allowAny
+  ) {
     throw new ConfigError(
       "CUSTODY_RECIPIENT_PINS: no recipient can be allowed; set it, CUSTODY_RECIPIENT_PINS_FILE or CUSTODY_RECIPIENT_X5C_POLICY",
     );
@@ -489,6 +527,7 @@ export function loadConfig(env: Env = process.env): CustodyConfig {
     listen: { host, port },
     ...(tls ? { tls } : {}),
     devPlaintext,
+    ...(callerPolicyFile !== undefined ? { callerPolicyFile } : {}),
     connection: {
       maxAgeMs: read(env, "CUSTODY_MAX_CONNECTION_AGE_MS", positiveInt, "600000"),
       maxAgeGraceMs: read(env, "CUSTODY_MAX_CONNECTION_AGE_GRACE_MS", positiveInt, "30000"),

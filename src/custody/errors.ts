@@ -79,9 +79,15 @@ export class KeyDisabledError extends CustodyError {
   readonly grpcStatus = status.FAILED_PRECONDITION;
 }
 
-/** The recipient key is neither pinned nor certified by a configured root. */
+/** The recipient key is neither pinned nor certified by an x5c entry granted to this caller. */
 export class RecipientNotAllowedError extends CustodyError {
   readonly code = "RECIPIENT_NOT_ALLOWED";
+  readonly grpcStatus = status.PERMISSION_DENIED;
+}
+
+/** The caller's grant does not include the Dotva key it asked to decrypt with (or no such key exists). */
+export class SourceKeyNotAllowedError extends CustodyError {
+  readonly code = "SOURCE_KEY_NOT_ALLOWED";
   readonly grpcStatus = status.PERMISSION_DENIED;
 }
 

@@ -1,5 +1,5 @@
 /**
- * `custody` entry point: configuration from the environment, SIGHUP reloads keys and client CRLs, SIGTERM/SIGINT drain
+ * `custody` entry point: configuration from the environment, SIGHUP reloads keys, client CRLs and the caller policy, SIGTERM/SIGINT drain
  * and exit. `--help` lists the configuration variables.
  */
 
@@ -26,6 +26,7 @@ try {
   const custody = await startCustody(config, { logger });
   process.on("SIGHUP", () => {
     custody.reloadCrl();
+    custody.reloadCallerPolicy();
     custody.reload().catch(() => undefined);
   });
   const stop = (signal: string) => {
@@ -35,6 +36,12 @@ try {
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
 } catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(
+      `custody: configuration error: ${err.message}\n(run with --help for the variables)\n`,
+    );
+    process.exit(2);
+  }
   logger.fatal({ reason: err instanceof Error ? err.message : String(err) }, "custody failed to start");
   process.exit(1);
 }

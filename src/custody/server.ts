@@ -4,6 +4,7 @@
  * (signals, environment); tests and the benchmark call `startCustody` directly.
  */
 import { type FSWatcher, watch } from "node:fs";
+import { basename, dirname } from "node:path";
 import { TLSSocket } from "node:tls";
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
@@ -16,10 +17,10 @@ import {
   type PeerIdentity,
 } from "./caller-identity.js";
 import { CallerLimits } from "./caller-limits.js";
+import { type Grants, globalGrants, loadCallerPolicy } from "./caller-policy.js";
 import { type CustodyConfig, loadClientCrls } from "./config.js";
 import { HealthState } from "./health.js";
 import { openKeyStore } from "./open-key-store.js";
-import { RecipientPolicy } from "./recipient-policy.js";
 import { Reencryptor } from "./reencryptor.js";
 import { reencryptHandler } from "./service.js";
 import { type MutualTlsCredentials, mutualTlsCredentials } from "./tls.js";
@@ -32,6 +33,11 @@ export interface RunningCustody {
   reload(): Promise<ReloadResult>;
   /** Re-reads the client CRL files for later handshakes; on failure logs why and keeps the previous ones. */
   reloadCrl(): void;
+  /**
+   * Re-reads CUSTODY_CALLER_POLICY_FILE (no-op without one); true when the new grants are in force, false
+   * when the file is invalid, which is logged and leaves the previous grants in force.
+   */
+  reloadCallerPolicy(): boolean;
   /** Stops accepting calls, lets in-flight ones finish for up to `graceMs`, then closes everything. */
   shutdown(graceMs?: number): Promise<void>;
 }
@@ -78,6 +84,12 @@ export async function startCustody(
   opts: { logger: Logger; keys?: ManagedKeyStore },
 ): Promise<RunningCustody> {
   const { logger } = opts;
+  // A policy file that does not validate at start-up stops the process (ConfigError, naming the
+  // variable), before anything is opened.
+  let grants: Grants =
+    config.callerPolicyFile !== undefined
+      ? loadCallerPolicy(config.callerPolicyFile, config.env)
+      : globalGrants(config.callers.reencrypt, config.recipients);
   const keys = opts.keys ?? (await openKeyStore(config.keyStore, logger));
   const reencryptor = new Reencryptor({ workers: config.workers, maxQueue: config.limits.maxQueue });
   await reencryptor.warmUp();
@@ -100,13 +112,12 @@ export async function startCustody(
     ReencryptForKnot: reencryptHandler({
       keys,
       reencryptor,
-      policy: new RecipientPolicy(config.recipients),
+      grants: () => grants,
       limits: new CallerLimits({
         ratePerSecond: config.limits.ratePerSecond,
         burst: config.limits.burst,
         maxInFlight: config.limits.maxInFlightPerCaller,
       }),
-      allowed: config.callers.reencrypt,
       defaultDeadlineMs: config.limits.defaultDeadlineMs,
       logger,
       callerOf,
@@ -164,6 +175,34 @@ export async function startCustody(
     }
   };
 
+  const reloadCallerPolicy = (): boolean => {
+    if (config.callerPolicyFile === undefined) return true;
+    try {
+      grants = loadCallerPolicy(config.callerPolicyFile, config.env);
+      logger.info({ policy_version: grants.version }, "caller policy reloaded");
+      return true;
+    } catch (err) {
+      logger.error(
+        { reason: err instanceof Error ? err.message : String(err), policy_version: grants.version },
+        "caller policy reload failed; keeping the previous policy",
+      );
+      return false;
+    }
+  };
+
+  let policyWatcher: FSWatcher | undefined;
+  if (config.callerPolicyFile !== undefined) {
+    // The directory, not the file: an atomic replace (write + rename, as config management and Kubernetes
+    // ConfigMaps do) swaps the inode a file watch would follow.
+    const file = basename(config.callerPolicyFile);
+    let timer: NodeJS.Timeout | undefined;
+    policyWatcher = watch(dirname(config.callerPolicyFile), (_event, name) => {
+      if (name !== null && name !== file && !name.startsWith("..")) return;
+      clearTimeout(timer);
+      timer = setTimeout(reloadCallerPolicy, 200);
+    });
+  }
+
   let watcher: FSWatcher | undefined;
   if (config.keyStore.kind === "file" && config.keyStore.watch) {
     let timer: NodeJS.Timeout | undefined;
@@ -188,6 +227,7 @@ export async function startCustody(
       keys: keys.list().length,
       mtls: config.tls !== undefined,
       client_crls: config.tls?.crlFiles.length ?? 0,
+      policy_version: grants.version,
     },
     "custody listening",
   );
@@ -199,6 +239,7 @@ export async function startCustody(
       stopWatchingKeys?.();
       health.set(false);
       watcher?.close();
+      policyWatcher?.close();
       health.endWatchers();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
@@ -218,5 +259,5 @@ export async function startCustody(
     return stopping;
   };
 
-  return { port, health, keys, reload, reloadCrl, shutdown };
+  return { port, health, keys, reload, reloadCrl, reloadCallerPolicy, shutdown };
 }

@@ -1,6 +1,7 @@
 /**
  * custody.v1.CardCustody/ReencryptForKnot: the boundary where a request is checked, in this order —
- * caller allowlist, per-caller limits, request fields (schema), recipient policy, key lookup and state —
+ * caller grant, per-caller limits, request fields (schema), the caller's recipient policy, the caller's
+ * source-key grant, key lookup and state —
  * before one job goes to the worker pool. Every outcome produces one audit line and, on failure, a
  * status with a reason code (status-details.ts) and a message that never quotes input.
  */
@@ -13,8 +14,9 @@ import type { KeyStore } from "../keystore/key-store.js";
 import type { ReencryptForKnotRequest__Output } from "../shared/generated/custody/v1/ReencryptForKnotRequest.js";
 import type { ReencryptForKnotResponse } from "../shared/generated/custody/v1/ReencryptForKnotResponse.js";
 import { type AuditRecord, audit } from "./audit.js";
-import { type IdentityMatcher, matcherText, matchingEntry, type PeerIdentity } from "./caller-identity.js";
+import { matcherText, type PeerIdentity } from "./caller-identity.js";
 import type { CallerLimits } from "./caller-limits.js";
+import { type CallerGrant, decideSourceKey, type Grants } from "./caller-policy.js";
 import { parseKnotUser } from "./card/knot-user.js";
 import {
   CallerNotAllowedError,
@@ -25,9 +27,9 @@ import {
   OverloadedError,
   RecipientNotAllowedError,
   RequestInvalidError,
+  SourceKeyNotAllowedError,
   toGrpcFailure,
 } from "./errors.js";
-import type { RecipientPolicy } from "./recipient-policy.js";
 import type { Reencryptor } from "./reencryptor.js";
 import { failureMetadata } from "./status-details.js";
 
@@ -36,9 +38,9 @@ const REQUEST_ID = /^[A-Za-z0-9._:/-]{1,128}$/;
 export interface ServiceDeps {
   readonly keys: KeyStore;
   readonly reencryptor: Reencryptor;
-  readonly policy: RecipientPolicy;
+  /** The grants in force now: read once per call, so a reload never splits one call across two policies. */
+  readonly grants: () => Grants;
   readonly limits: CallerLimits;
-  readonly allowed: readonly IdentityMatcher[];
   readonly defaultDeadlineMs: number;
   readonly logger: Logger;
   /** Resolves the caller from the call's TLS peer certificate, as of now. */
@@ -76,13 +78,19 @@ export function reencryptHandler(deps: ServiceDeps) {
       duration_ms: 0,
     };
     let release: (() => void) | undefined;
+    const grants = deps.grants();
+    record.policy_version = grants.version;
     try {
+      let grant: CallerGrant | undefined;
       if (peer !== undefined) {
         if (!peer.ok) refuse(peer.error);
-        const entry = matchingEntry(peer.identity, deps.allowed);
-        if (!entry)
+        grant = grants.grantFor(peer.identity);
+        if (!grant)
           refuse(new CallerNotAllowedError("this client certificate may not call ReencryptForKnot"));
-        record.caller_rule = matcherText(entry);
+        record.caller_rule = matcherText(grant.matcher);
+      } else {
+        grant = grants.anonymous;
+        if (!grant) refuse(new CallerNotAllowedError("no caller identity to authorize"));
       }
       release = deps.limits.tryAcquire(record.caller);
       if (!release)
@@ -122,12 +130,12 @@ export function reencryptHandler(deps: ServiceDeps) {
       }
 
       const now = clock();
-      const decision = await deps.policy.decide(recipient, now);
+      const decision = await grant.recipients.decide(recipient, now);
       if (!decision.allowed) {
         record.recipient_refusal = decision.reason;
         refuse(
           new RecipientNotAllowedError(
-            `knot_jwk is neither pinned nor certified for Knot by a configured x5c policy (${decision.reason})`,
+            `knot_jwk is neither pinned nor certified for Knot by an x5c entry granted to this caller (${decision.reason})`,
           ),
         );
       }
@@ -142,6 +150,14 @@ export function reencryptHandler(deps: ServiceDeps) {
 
       // Looked up once for the whole call: a reload from here on does not change the key it uses.
       const key = deps.keys.get(fingerprint);
+      const source = decideSourceKey(grant, fingerprint, key?.info);
+      if (!source.allowed) {
+        record.source_key_basis = "denied";
+        refuse(
+          new SourceKeyNotAllowedError("this caller may not decrypt with the key named by key_fingerprint"),
+        );
+      }
+      record.source_key_basis = source.basis;
       if (!key) refuse(new KeyNotFoundError("no custody key has this fingerprint"));
       record.key_fingerprint = key.info.fingerprint;
       record.key_generation = key.generation;
