@@ -9,7 +9,8 @@
  *
  * ECHO_ONE_BY_ONE=1 (diagnostic, `bench:custody --echo-one-by-one`): answers are queued and released one
  * per 1 ms timer tick, as custody's answers come back one at a time from its workers, instead of all the
- * calls of a burst in the same event-loop turn. Shows what answering one call per turn costs the transport.
+ * calls of a burst in the same event-loop turn. Shows what answering one call per turn, each after a
+ * wake-up (here the timer's, in custody a worker's message), costs besides the transport itself.
  */
 import { readFileSync } from "node:fs";
 import { Server } from "@grpc/grpc-js";
