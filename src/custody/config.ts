@@ -4,6 +4,7 @@
  * `custody --help` prints CONFIG_VARIABLES.
  */
 import "reflect-metadata";
+import { createPrivateKey, X509Certificate as NodeX509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
@@ -33,7 +34,7 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
   { name: "CUSTODY_LISTEN", help: "host:port to listen on", default: "127.0.0.1:7443" },
   {
     name: "CUSTODY_TLS_CERT",
-    help: "PEM file: the server certificate chain (required unless dev plaintext)",
+    help: "PEM file: the server certificate chain (required unless dev plaintext); re-read with its key when either changes, and on SIGHUP",
   },
   { name: "CUSTODY_TLS_KEY", help: "PEM file: the server certificate's private key" },
   {
@@ -42,7 +43,7 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
   },
   {
     name: "CUSTODY_TLS_CLIENT_CRL",
-    help: "comma list of PEM CRL files of the client CA(s), checked at every handshake (SIGHUP re-reads them)",
+    help: "comma list of PEM CRL files of the client CA(s), checked at every handshake (re-read on change and on SIGHUP, like the certificate, key and client CA)",
   },
   {
     name: "CUSTODY_MAX_CONNECTION_AGE_MS",
@@ -165,6 +166,8 @@ export interface TlsConfig {
   readonly cert: Buffer;
   readonly key: Buffer;
   readonly clientCa: Buffer;
+  /** Where cert, key and clientCa came from: watched, and re-read on change and on SIGHUP. */
+  readonly files: { readonly cert: string; readonly key: string; readonly clientCa: string };
   /** CRL files of the client CA(s), re-read on SIGHUP; empty = no revocation check. */
   readonly crlFiles: readonly string[];
   readonly crl: readonly Buffer[];
@@ -397,6 +400,56 @@ export function loadClientCrls(files: readonly string[], clientCa: Buffer, now: 
   });
 }
 
+/**
+ * Re-reads the TLS files for a reload and checks them as a whole: the key must be the certificate's, the
+ * certificate valid now, the client CA file must hold certificates, the CRLs must pass loadClientCrls.
+ * A rotation writes several files one after the other; until the set is consistent this throws and the
+ * caller keeps what it has.
+ */
+export function readTlsMaterial(
+  tls: TlsConfig,
+  now: Date,
+): { cert: Buffer; key: Buffer; clientCa: Buffer; crl: Buffer[]; serial: string; notAfter: Date } {
+  const read = (name: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(`${name}: cannot read ${file} (${(err as NodeJS.ErrnoException).code})`);
+    }
+  };
+  const cert = read("CUSTODY_TLS_CERT", tls.files.cert);
+  const key = read("CUSTODY_TLS_KEY", tls.files.key);
+  const clientCa = read("CUSTODY_TLS_CLIENT_CA", tls.files.clientCa);
+  let leaf: NodeX509Certificate;
+  try {
+    leaf = new NodeX509Certificate(cert);
+  } catch {
+    throw new ConfigError("CUSTODY_TLS_CERT: no PEM certificate can be parsed");
+  }
+  let matches = false;
+  try {
+    matches = leaf.checkPrivateKey(createPrivateKey(key));
+  } catch {
+    throw new ConfigError("CUSTODY_TLS_KEY: not a PEM private key");
+  }
+  if (!matches)
+    throw new ConfigError("CUSTODY_TLS_KEY: is not the key of the certificate in CUSTODY_TLS_CERT");
+  const notAfter = new Date(leaf.validTo);
+  if (new Date(leaf.validFrom) > now || notAfter < now) {
+    throw new ConfigError("CUSTODY_TLS_CERT: the certificate is not valid now");
+  }
+  const caBlocks =
+    clientCa.toString("ascii").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  try {
+    if (caBlocks.length === 0) throw new Error("none");
+    if (!caBlocks.every((block) => new NodeX509Certificate(block).ca)) throw new Error("not a CA");
+  } catch {
+    throw new ConfigError("CUSTODY_TLS_CLIENT_CA: holds no parsable PEM certificate");
+  }
+  const crl = loadClientCrls(tls.crlFiles, clientCa, now);
+  return { cert, key, clientCa, crl, serial: leaf.serialNumber, notAfter };
+}
+
 const LOOPBACK_NAMES = new Set(["localhost", "::1"]);
 
 function isLoopback(host: string): boolean {
@@ -468,6 +521,11 @@ export function loadConfig(env: Env = process.env): CustodyConfig {
       cert,
       key,
       clientCa,
+      files: {
+        cert: env.CUSTODY_TLS_CERT!,
+        key: env.CUSTODY_TLS_KEY!,
+        clientCa: env.CUSTODY_TLS_CLIENT_CA!,
+      },
       crlFiles,
       crl: loadClientCrls(crlFiles, clientCa, new Date()),
     };

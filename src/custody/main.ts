@@ -1,5 +1,5 @@
 /**
- * `custody` entry point: configuration from the environment, SIGHUP reloads keys, client CRLs and the caller policy, SIGTERM/SIGINT drain
+ * `custody` entry point: configuration from the environment, SIGHUP reloads keys, TLS material and the caller policy, SIGTERM/SIGINT drain
  * and exit. `--help` lists the configuration variables.
  */
 
@@ -25,7 +25,7 @@ const logger = createLogger(config.logLevel);
 try {
   const custody = await startCustody(config, { logger });
   process.on("SIGHUP", () => {
-    custody.reloadCrl();
+    custody.reloadTls();
     custody.reloadCallerPolicy();
     custody.reload().catch(() => undefined);
   });

@@ -18,7 +18,7 @@ import {
 } from "./caller-identity.js";
 import { CallerLimits } from "./caller-limits.js";
 import { type Grants, globalGrants, loadCallerPolicy } from "./caller-policy.js";
-import { type CustodyConfig, loadClientCrls } from "./config.js";
+import { type CustodyConfig, readTlsMaterial } from "./config.js";
 import { HealthState } from "./health.js";
 import { openKeyStore } from "./open-key-store.js";
 import { Reencryptor } from "./reencryptor.js";
@@ -31,8 +31,11 @@ export interface RunningCustody {
   readonly keys: ManagedKeyStore;
   /** Reloads the key set; on failure logs why, keeps the previous set and rejects. */
   reload(): Promise<ReloadResult>;
-  /** Re-reads the client CRL files for later handshakes; on failure logs why and keeps the previous ones. */
-  reloadCrl(): void;
+  /**
+   * Re-reads the server certificate, key, client CA and CRLs for later handshakes; true when applied,
+   * false when the files are not a consistent set (logged; the previous material stays in force).
+   */
+  reloadTls(): boolean;
   /**
    * Re-reads CUSTODY_CALLER_POLICY_FILE (no-op without one); true when the new grants are in force, false
    * when the file is invalid, which is logged and leaves the previous grants in force.
@@ -67,13 +70,21 @@ function tlsSocketOf(call: AnyCall): TLSSocket | undefined {
   return socket instanceof TLSSocket && socket.authorized ? socket : undefined;
 }
 
-function callerResolver(mode: CustodyMode) {
+function callerResolver(mode: CustodyMode, logger: Logger) {
   return (call: AnyCall): PeerIdentity => {
     const socket = tlsSocketOf(call);
     let peer = socket ? identityBySocket.get(socket) : undefined;
     if (!peer) {
-      peer = identityFromCertificate(call.getAuthContext()?.sslPeerCertificate, mode);
-      if (socket) identityBySocket.set(socket, peer);
+      const cert = call.getAuthContext()?.sslPeerCertificate;
+      peer = identityFromCertificate(cert, mode);
+      if (socket) {
+        identityBySocket.set(socket, peer);
+        // Once per connection: shows which certificate a caller uses, e.g. after a rotation.
+        logger.debug(
+          { caller: peer.ok ? peer.identity.display : peer.display, serial: cert?.serialNumber },
+          "caller connection",
+        );
+      }
     }
     return currentIdentity(peer, Date.now());
   };
@@ -104,7 +115,7 @@ export async function startCustody(
     "grpc.max_connection_age_ms": config.connection.maxAgeMs,
     "grpc.max_connection_age_grace_ms": config.connection.maxAgeGraceMs,
   });
-  const callerOf = callerResolver(config.env);
+  const callerOf = callerResolver(config.env, logger);
 
   const skipCallerCheck = config.devPlaintext;
   const proto = loadCustodyProto();
@@ -162,18 +173,51 @@ export async function startCustody(
     }
   };
 
-  const reloadCrl = () => {
-    if (!config.tls || !tlsCredentials || config.tls.crlFiles.length === 0) return;
+  const reloadTls = (): boolean => {
+    if (!config.tls || !tlsCredentials) return true;
     try {
-      tlsCredentials.setCrl(loadClientCrls(config.tls.crlFiles, config.tls.clientCa, new Date()));
-      logger.info({ files: config.tls.crlFiles.length }, "client CRLs reloaded");
+      const material = readTlsMaterial(config.tls, new Date());
+      tlsCredentials.setMaterial(material);
+      logger.info(
+        {
+          serial: material.serial,
+          not_after: material.notAfter.toISOString(),
+          client_crls: material.crl.length,
+        },
+        "TLS material reloaded",
+      );
+      return true;
     } catch (err) {
       logger.error(
         { reason: err instanceof Error ? err.message : String(err) },
-        "client CRL reload failed; keeping the previous CRLs",
+        "TLS reload failed; keeping the previous certificate, key, client CA and CRLs",
       );
+      return false;
     }
   };
+
+  // Short-lived certificates (SPIFFE SVIDs live hours) are replaced on disk by an agent; handshakes from
+  // then on use the new ones. Directories, not files: a replace by rename changes the inode.
+  const tlsWatchers: FSWatcher[] = [];
+  if (config.tls) {
+    const files = [
+      config.tls.files.cert,
+      config.tls.files.key,
+      config.tls.files.clientCa,
+      ...config.tls.crlFiles,
+    ];
+    const names = new Set(files.map((f) => basename(f)));
+    let timer: NodeJS.Timeout | undefined;
+    for (const dir of new Set(files.map((f) => dirname(f)))) {
+      tlsWatchers.push(
+        watch(dir, (_event, name) => {
+          if (name !== null && !names.has(name) && !name.startsWith("..")) return;
+          clearTimeout(timer);
+          timer = setTimeout(reloadTls, 200);
+        }),
+      );
+    }
+  }
 
   const reloadCallerPolicy = (): boolean => {
     if (config.callerPolicyFile === undefined) return true;
@@ -240,6 +284,7 @@ export async function startCustody(
       health.set(false);
       watcher?.close();
       policyWatcher?.close();
+      for (const w of tlsWatchers) w.close();
       health.endWatchers();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
@@ -259,5 +304,5 @@ export async function startCustody(
     return stopping;
   };
 
-  return { port, health, keys, reload, reloadCrl, reloadCallerPolicy, shutdown };
+  return { port, health, keys, reload, reloadTls, reloadCallerPolicy, shutdown };
 }

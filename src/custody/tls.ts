@@ -4,8 +4,13 @@
  * otherwise — Node's `rejectUnauthorized` stays at its default, true), with TLS 1.3 as the minimum
  * version and the client CA's CRLs (Node sets OpenSSL's CRL_CHECK | CRL_CHECK_ALL when `crl` is given, so a
  * listed client certificate fails the handshake). grpc-js has no option for either, so its options are
- * copied into a subclass that adds them. A new CRL is applied to later handshakes through grpc-js's
- * secure-context update (`http2.Server#setSecureContext`), without restarting the listener.
+ * copied into a subclass that adds them. New material (server certificate and key, client CA, CRLs) is
+ * applied to later handshakes through grpc-js's secure-context update (`http2.Server#setSecureContext`),
+ * without restarting the listener: connections already open keep the context they were made with, so a
+ * rotation fails no call. grpc-js's own FileWatcherCertificateProvider is not used: it reads the
+ * certificate and the key separately and hands over whatever pair it read (a rotation caught between
+ * the two writes would install a key that does not match its certificate), and its server credentials
+ * cannot carry the TLS 1.3 minimum or the CRLs.
  */
 import type { SecureServerOptions } from "node:http2";
 import type { SecureContextOptions } from "node:tls";
@@ -15,15 +20,22 @@ export class MutualTlsCredentials extends ServerCredentials {
   constructor(
     constructorOptions: SecureServerOptions,
     /** Without CRLs: each update puts the current ones on top. */
-    private readonly contextOptions: SecureContextOptions,
-    crl: readonly Buffer[],
+    private contextOptions: SecureContextOptions,
+    private crl: readonly Buffer[],
   ) {
     super(constructorOptions, withCrl(contextOptions, crl));
   }
 
   /** Replaces the CRLs checked by handshakes from now on. */
   setCrl(crl: readonly Buffer[]): void {
+    this.crl = crl;
     this.updateSecureContextOptions(withCrl(this.contextOptions, crl));
+  }
+
+  /** Replaces everything later handshakes use; the caller has checked that key and certificate match. */
+  setMaterial(tls: TlsMaterial): void {
+    this.contextOptions = { ...this.contextOptions, ca: tls.clientCa, cert: [tls.cert], key: [tls.key] };
+    this.setCrl(tls.crl ?? []);
   }
 
   override _equals(other: ServerCredentials): boolean {
@@ -35,12 +47,14 @@ function withCrl(options: SecureContextOptions, crl: readonly Buffer[]): SecureC
   return crl.length > 0 ? { ...options, crl: [...crl] } : options;
 }
 
-export function mutualTlsCredentials(tls: {
-  cert: Buffer;
-  key: Buffer;
-  clientCa: Buffer;
-  crl?: readonly Buffer[];
-}): MutualTlsCredentials {
+export interface TlsMaterial {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly clientCa: Buffer;
+  readonly crl?: readonly Buffer[];
+}
+
+export function mutualTlsCredentials(tls: TlsMaterial): MutualTlsCredentials {
   const base = ServerCredentials.createSsl(
     tls.clientCa,
     [{ cert_chain: tls.cert, private_key: tls.key }],

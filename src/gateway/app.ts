@@ -13,7 +13,7 @@ import Fastify, {
 } from "fastify";
 import pino from "pino";
 import type { GatewayConfig } from "./config.js";
-import { type CustodyCaller, custodyClient } from "./custody-client.js";
+import { CUSTODY_KEEPALIVE_MS, type CustodyCaller, custodyClient } from "./custody-client.js";
 import { registerDotvaRoute } from "./dotva/route.js";
 import {
   BodyTooLargeError,
@@ -124,7 +124,7 @@ export async function buildGateway(config: GatewayConfig, opts: StartOptions = {
   }
   const repo = await openRepository(config.storage);
   const metrics = new GatewayMetrics();
-  const custody = opts.custody ?? custodyClient(config.custody);
+  const custody = opts.custody ?? custodyClient(config.custody, CUSTODY_KEEPALIVE_MS, logger);
   const knot = new KnotClient({
     baseUrl: config.knot.baseUrl,
     clientId: config.knot.clientId,

@@ -281,6 +281,8 @@ export interface CustodyTls {
   readonly cert: Buffer;
   readonly key: Buffer;
   readonly serverName?: string;
+  /** Where ca, cert and key came from: the custody client re-reads them when they change. */
+  readonly files?: { readonly ca: string; readonly cert: string; readonly key: string };
 }
 
 export interface GatewayConfig {
@@ -433,6 +435,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
         cert: readPem("GATEWAY_CUSTODY_CERT_FILE", e.GATEWAY_CUSTODY_CERT_FILE),
         key: readPem("GATEWAY_CUSTODY_KEY_FILE", e.GATEWAY_CUSTODY_KEY_FILE),
         ...(e.GATEWAY_CUSTODY_SERVER_NAME ? { serverName: e.GATEWAY_CUSTODY_SERVER_NAME } : {}),
+        files: {
+          ca: e.GATEWAY_CUSTODY_CA_FILE!,
+          cert: e.GATEWAY_CUSTODY_CERT_FILE!,
+          key: e.GATEWAY_CUSTODY_KEY_FILE!,
+        },
       };
   return {
     env: e.GATEWAY_ENV,

@@ -14,7 +14,16 @@
  * instance that stays connected while NOT_SERVING (its HSM token gone) keeps its turn: its calls fail
  * UNAVAILABLE (KEY_STORE_UNAVAILABLE) and the job's retry goes to the next instance. On SIGTERM custody
  * stops accepting calls (tryShutdown sends GOAWAY), which takes it out of the rotation at once.
+ *
+ * Client certificate rotation: when the CA, certificate or key file changes (an agent renewing a
+ * short-lived SVID), the three are re-read and, once the key matches the certificate, a new channel is
+ * made for calls from then on; the old one is closed when its last call has finished, so a rotation
+ * fails no call. A set that is not consistent yet (the certificate written, the key not) is ignored until
+ * the next change.
  */
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import { type FSWatcher, readFileSync, watch } from "node:fs";
+import { basename, dirname } from "node:path";
 import {
   Channel,
   type ChannelCredentials,
@@ -28,7 +37,7 @@ import type { CardCustodyClient } from "../shared/generated/custody/v1/CardCusto
 import type { ReencryptForKnotRequest } from "../shared/generated/custody/v1/ReencryptForKnotRequest.js";
 import type { ReencryptForKnotResponse__Output } from "../shared/generated/custody/v1/ReencryptForKnotResponse.js";
 import { loadCustodyProto, loadHealthProto } from "../shared/proto.js";
-import type { GatewayConfig } from "./config.js";
+import type { CustodyTls, GatewayConfig } from "./config.js";
 import { SendCardError } from "./errors.js";
 
 // Worth retrying inside the deadline: the service or network is momentarily unable, not the request.
@@ -46,6 +55,29 @@ export interface CustodyCaller {
   close(): void;
 }
 
+/** What the client reports about certificate reloads (the gateway's logger). */
+export interface TlsReloadLog {
+  info(fields: object, msg: string): void;
+  error(fields: object, msg: string): void;
+}
+
+/** Re-reads the client's TLS files; throws unless the key is the certificate's. */
+function readClientTls(
+  tls: CustodyTls,
+  files: NonNullable<CustodyTls["files"]>,
+): CustodyTls & { serial: string } {
+  const ca = readFileSync(files.ca);
+  const cert = readFileSync(files.cert);
+  const key = readFileSync(files.key);
+  const leaf = new X509Certificate(cert);
+  if (!leaf.checkPrivateKey(createPrivateKey(key))) {
+    throw new Error("GATEWAY_CUSTODY_KEY_FILE is not the key of GATEWAY_CUSTODY_CERT_FILE's certificate");
+  }
+  if (!new X509Certificate(ca).ca)
+    throw new Error("GATEWAY_CUSTODY_CA_FILE does not start with a CA certificate");
+  return { ...tls, ca, cert, key, serial: leaf.serialNumber };
+}
+
 function channelCredentials(tls: GatewayConfig["custody"]["tls"]): ChannelCredentials {
   if (tls === "insecure") return credentials.createInsecure();
   return credentials.createSsl(tls.ca, tls.key, tls.cert);
@@ -61,6 +93,7 @@ export const CUSTODY_SERVICE_CONFIG = JSON.stringify({ loadBalancingConfig: [{ r
 export function custodyClient(
   cfg: GatewayConfig["custody"],
   keepaliveMs: number = CUSTODY_KEEPALIVE_MS,
+  log?: TlsReloadLog,
 ): CustodyCaller {
   const options: ChannelOptions = {
     "grpc.keepalive_time_ms": keepaliveMs,
@@ -73,28 +106,89 @@ export function custodyClient(
       ? { "grpc.ssl_target_name_override": cfg.tls.serverName }
       : {}),
   };
-  const creds = channelCredentials(cfg.tls);
-  const channel = new Channel(cfg.address, creds, options);
-  const client = new (loadCustodyProto().custody.v1.CardCustody)(cfg.address, creds, {
-    channelOverride: channel,
-  }) as CardCustodyClient;
   const Health = loadHealthProto().grpc.health.v1.Health;
-  const health = new Health(cfg.address, creds, { channelOverride: channel }) as unknown as {
-    Check(
-      req: { service: string },
-      opts: { deadline: number },
-      cb: (e: ServiceError | null, r?: { status: string }) => void,
-    ): void;
+  interface Generation {
+    readonly channel: Channel;
+    readonly client: CardCustodyClient;
+    readonly health: {
+      Check(
+        req: { service: string },
+        opts: { deadline: number },
+        cb: (e: ServiceError | null, r?: { status: string }) => void,
+      ): void;
+    };
+    inFlight: number;
+    retired: boolean;
+  }
+  const open = (tls: GatewayConfig["custody"]["tls"]): Generation => {
+    const creds = channelCredentials(tls);
+    const channel = new Channel(cfg.address, creds, options);
+    return {
+      channel,
+      client: new (loadCustodyProto().custody.v1.CardCustody)(cfg.address, creds, {
+        channelOverride: channel,
+      }) as CardCustodyClient,
+      health: new Health(cfg.address, creds, { channelOverride: channel }) as unknown as Generation["health"],
+      inFlight: 0,
+      retired: false,
+    };
   };
+  let current = open(cfg.tls);
+  // A call holds its generation until it ends; a retired generation closes with its last call.
+  const begin = () => {
+    const gen = current;
+    gen.inFlight++;
+    return () => {
+      gen.inFlight--;
+      if (gen.retired && gen.inFlight === 0) gen.channel.close();
+    };
+  };
+
+  const watchers: FSWatcher[] = [];
+  const tls = cfg.tls;
+  if (tls !== "insecure" && tls.files) {
+    const files = tls.files;
+    const names = new Set([files.ca, files.cert, files.key].map((f) => basename(f)));
+    let timer: NodeJS.Timeout | undefined;
+    const reload = () => {
+      let next: ReturnType<typeof readClientTls>;
+      try {
+        next = readClientTls(tls, files);
+      } catch (err) {
+        log?.error(
+          { reason: err instanceof Error ? err.message : String(err) },
+          "custody client TLS reload failed; keeping the current certificate",
+        );
+        return;
+      }
+      const old = current;
+      current = open(next);
+      old.retired = true;
+      if (old.inFlight === 0) old.channel.close();
+      log?.info({ serial: next.serial }, "custody client certificate reloaded");
+    };
+    for (const dir of new Set([files.ca, files.cert, files.key].map((f) => dirname(f)))) {
+      watchers.push(
+        watch(dir, (_event, name) => {
+          if (name !== null && !names.has(name) && !name.startsWith("..")) return;
+          clearTimeout(timer);
+          timer = setTimeout(reload, 200);
+        }),
+      );
+    }
+  }
 
   return {
     reencrypt(req, timeoutMs) {
+      const end = begin();
+      const { client } = current;
       return new Promise((resolve, reject) => {
         client.ReencryptForKnot(
           req,
           new Metadata(),
           { deadline: Date.now() + timeoutMs },
           (error, response) => {
+            end();
             if (!error && response) return resolve(response);
             const e = error as ServiceError;
             const reason = e?.metadata?.get("custody-reason")[0];
@@ -112,14 +206,18 @@ export function custodyClient(
       });
     },
     healthy(timeoutMs) {
+      const end = begin();
+      const { health } = current;
       return new Promise((resolve) => {
         health.Check({ service: "" }, { deadline: Date.now() + timeoutMs }, (error, response) => {
+          end();
           resolve(!error && response?.status === "SERVING");
         });
       });
     },
     close() {
-      channel.close();
+      for (const w of watchers) w.close();
+      current.channel.close();
     },
   };
 }
