@@ -99,6 +99,11 @@ export class Reencryptor {
     for (let i = 0; i < this.workers; i++) this.slots.push(this.spawn());
   }
 
+  /** Jobs waiting for a worker (the metrics' queue depth); at maxQueue, new calls are OVERLOADED. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
   /** The live worker threads (tests end one mid-call to check recovery). */
   get threads(): readonly Worker[] {
     return this.slots.map((slot) => slot.worker);
