@@ -132,6 +132,10 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
     help: "on SIGTERM, time in-flight calls get before being cut",
     default: "10000",
   },
+  {
+    name: "CUSTODY_METRICS_LISTEN",
+    help: "Prometheus metrics (GET /metrics, plain HTTP) on a separate listener: port (loopback) or host:port; unset = off",
+  },
   { name: "CUSTODY_LOG_LEVEL", help: "pino level", default: "info" },
 ];
 
@@ -204,6 +208,8 @@ export interface CustodyConfig {
   readonly workers: number;
   readonly shutdownGraceMs: number;
   readonly logLevel: string;
+  /** Absent = no metrics listener. */
+  readonly metricsListen?: { readonly host: string; readonly port: number };
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -409,7 +415,15 @@ export function loadClientCrls(files: readonly string[], clientCa: Buffer, now: 
 export function readTlsMaterial(
   tls: TlsConfig,
   now: Date,
-): { cert: Buffer; key: Buffer; clientCa: Buffer; crl: Buffer[]; serial: string; notAfter: Date } {
+): {
+  cert: Buffer;
+  key: Buffer;
+  clientCa: Buffer;
+  crl: Buffer[];
+  serial: string;
+  notAfter: Date;
+  caNotAfter: Date;
+} {
   const read = (name: string, file: string) => {
     try {
       return readFileSync(file);
@@ -438,16 +452,34 @@ export function readTlsMaterial(
   if (new Date(leaf.validFrom) > now || notAfter < now) {
     throw new ConfigError("CUSTODY_TLS_CERT: the certificate is not valid now");
   }
-  const caBlocks =
-    clientCa.toString("ascii").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  let caNotAfter: Date;
   try {
-    if (caBlocks.length === 0) throw new Error("none");
-    if (!caBlocks.every((block) => new NodeX509Certificate(block).ca)) throw new Error("not a CA");
+    caNotAfter = clientCaExpiry(clientCa);
   } catch {
-    throw new ConfigError("CUSTODY_TLS_CLIENT_CA: holds no parsable PEM certificate");
+    throw new ConfigError("CUSTODY_TLS_CLIENT_CA: must hold PEM CA certificates only");
   }
   const crl = loadClientCrls(tls.crlFiles, clientCa, now);
-  return { cert, key, clientCa, crl, serial: leaf.serialNumber, notAfter };
+  return { cert, key, clientCa, crl, serial: leaf.serialNumber, notAfter, caNotAfter };
+}
+
+/** The earliest notAfter of the client CA certificates; throws unless every block is a CA certificate. */
+export function clientCaExpiry(clientCa: Buffer): Date {
+  const blocks =
+    clientCa.toString("ascii").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const cas = blocks.map((block) => new NodeX509Certificate(block));
+  if (cas.length === 0 || !cas.every((ca) => ca.ca)) throw new Error("not CA certificates");
+  return new Date(Math.min(...cas.map((ca) => Date.parse(ca.validTo))));
+}
+
+function metricsListen(env: Env): { metricsListen?: { host: string; port: number } } {
+  const text = env.CUSTODY_METRICS_LISTEN?.trim();
+  if (!text) return {};
+  const m = /^(?:(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):)?(\d{1,5})$/.exec(text);
+  const port = Number(m?.[2]);
+  if (!m || port > 65535) {
+    throw new ConfigError("CUSTODY_METRICS_LISTEN: must be a port (loopback) or host:port, e.g. 9464");
+  }
+  return { metricsListen: { host: m[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port } };
 }
 
 const LOOPBACK_NAMES = new Set(["localhost", "::1"]);
@@ -603,6 +635,7 @@ export function loadConfig(env: Env = process.env): CustodyConfig {
     },
     workers: read(env, "CUSTODY_WORKERS", positiveInt.max(256), String(availableParallelism())),
     shutdownGraceMs: read(env, "CUSTODY_SHUTDOWN_GRACE_MS", positiveInt, "10000"),
+    ...metricsListen(env),
     logLevel: read(
       env,
       "CUSTODY_LOG_LEVEL",

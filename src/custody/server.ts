@@ -3,7 +3,10 @@
  * the two services, the worker pool, key reloads and graceful drain. `main.ts` wires it to the process
  * (signals, environment); tests and the benchmark call `startCustody` directly.
  */
+
+import { X509Certificate } from "node:crypto";
 import { type FSWatcher, watch } from "node:fs";
+import type { Server as HttpServer } from "node:http";
 import { basename, dirname } from "node:path";
 import { TLSSocket } from "node:tls";
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
@@ -18,8 +21,9 @@ import {
 } from "./caller-identity.js";
 import { CallerLimits } from "./caller-limits.js";
 import { type Grants, globalGrants, loadCallerPolicy } from "./caller-policy.js";
-import { type CustodyConfig, readTlsMaterial } from "./config.js";
+import { type CustodyConfig, clientCaExpiry, readTlsMaterial } from "./config.js";
 import { HealthState } from "./health.js";
+import { CustodyMetrics, serveMetrics } from "./metrics.js";
 import { openKeyStore } from "./open-key-store.js";
 import { Reencryptor } from "./reencryptor.js";
 import { reencryptHandler } from "./service.js";
@@ -27,6 +31,8 @@ import { type MutualTlsCredentials, mutualTlsCredentials } from "./tls.js";
 
 export interface RunningCustody {
   readonly port: number;
+  /** The metrics listener's port, when CUSTODY_METRICS_LISTEN is set. */
+  readonly metricsPort?: number;
   readonly health: HealthState;
   readonly keys: ManagedKeyStore;
   /** Reloads the key set; on failure logs why, keeps the previous set and rejects. */
@@ -104,6 +110,13 @@ export async function startCustody(
   const keys = opts.keys ?? (await openKeyStore(config.keyStore, logger));
   const reencryptor = new Reencryptor({ workers: config.workers, maxQueue: config.limits.maxQueue });
   await reencryptor.warmUp();
+  const metrics = config.metricsListen ? new CustodyMetrics(() => reencryptor.queued) : undefined;
+  if (metrics && config.tls) {
+    metrics.setCertificateExpiry(
+      new Date(new X509Certificate(config.tls.cert).validTo),
+      clientCaExpiry(config.tls.clientCa),
+    );
+  }
   const health = new HealthState();
   const server = new Server({
     "grpc.max_receive_message_length": config.limits.maxMessageBytes,
@@ -124,6 +137,7 @@ export async function startCustody(
       keys,
       reencryptor,
       grants: () => grants,
+      ...(metrics ? { metrics } : {}),
       limits: new CallerLimits({
         ratePerSecond: config.limits.ratePerSecond,
         burst: config.limits.burst,
@@ -178,6 +192,7 @@ export async function startCustody(
     try {
       const material = readTlsMaterial(config.tls, new Date());
       tlsCredentials.setMaterial(material);
+      metrics?.setCertificateExpiry(material.notAfter, material.caNotAfter);
       logger.info(
         {
           serial: material.serial,
@@ -257,6 +272,17 @@ export async function startCustody(
     });
   }
 
+  let metricsServer: HttpServer | undefined;
+  let metricsPort: number | undefined;
+  if (metrics && config.metricsListen) {
+    ({ server: metricsServer, port: metricsPort } = await serveMetrics(
+      metrics,
+      config.metricsListen.host,
+      config.metricsListen.port,
+    ));
+    logger.info({ host: config.metricsListen.host, port: metricsPort }, "metrics listening");
+  }
+
   health.set(keys.health?.healthy() ?? true);
   let stoppingHealth = false;
   // The token going away and coming back flips NOT_SERVING / SERVING, until shutdown takes over.
@@ -299,10 +325,20 @@ export async function startCustody(
       });
       await reencryptor.close();
       await keys.close();
+      await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
       logger.info("custody stopped");
     })();
     return stopping;
   };
 
-  return { port, health, keys, reload, reloadTls, reloadCallerPolicy, shutdown };
+  return {
+    port,
+    ...(metricsPort !== undefined ? { metricsPort } : {}),
+    health,
+    keys,
+    reload,
+    reloadTls,
+    reloadCallerPolicy,
+    shutdown,
+  };
 }

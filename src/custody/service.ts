@@ -30,6 +30,7 @@ import {
   SourceKeyNotAllowedError,
   toGrpcFailure,
 } from "./errors.js";
+import { type CustodyMetrics, NOT_ADMITTED } from "./metrics.js";
 import type { Reencryptor } from "./reencryptor.js";
 import { failureMetadata } from "./status-details.js";
 
@@ -48,6 +49,7 @@ export interface ServiceDeps {
   /** Dev plaintext mode: no certificate, so no caller check (logged at start-up). */
   readonly skipCallerCheck: boolean;
   readonly clock?: () => Date;
+  readonly metrics?: CustodyMetrics;
 }
 
 /** Thrown inside the handler to end the call with a failure the audit line records as is. */
@@ -167,6 +169,7 @@ export function reencryptHandler(deps: ServiceDeps) {
       const deadline = callDeadline(call, deps.defaultDeadlineMs);
       if (Date.now() > deadline)
         refuse(new DeadlineExceededError("the deadline passed before custody started"));
+      deps.metrics?.keyUses.inc({ fingerprint: key.info.fingerprint, state: key.info.state });
       const result = await deps.reencryptor.run(
         { jwe, knotJwk: req.knot_jwk, user, now: now.getTime(), deadline },
         key,
@@ -200,6 +203,14 @@ export function reencryptHandler(deps: ServiceDeps) {
       record.duration_ms = Math.round((performance.now() - started) * 1000) / 1000;
       if (call.cancelled && record.outcome === "OK") record.outcome = "CANCELLED";
       audit(deps.logger, record);
+      if (deps.metrics) {
+        deps.metrics.calls.inc({
+          method: "ReencryptForKnot",
+          outcome: record.outcome,
+          caller: record.caller_rule !== undefined ? record.caller : NOT_ADMITTED,
+        });
+        deps.metrics.duration.observe({ method: "ReencryptForKnot" }, record.duration_ms / 1000);
+      }
     }
   };
 }
