@@ -5,6 +5,7 @@
 
 import { createLogger } from "./audit.js";
 import { ConfigError, configHelp, loadConfig } from "./config.js";
+import { coreDumpProblem } from "./core-dumps.js";
 import { startCustody } from "./server.js";
 
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -22,6 +23,14 @@ try {
 }
 
 const logger = createLogger(config.logLevel);
+const coreDumps = coreDumpProblem();
+if (coreDumps !== undefined) {
+  if (config.env === "production") {
+    process.stderr.write(`custody: refusing to start: ${coreDumps}\n`);
+    process.exit(2);
+  }
+  logger.warn({ reason: coreDumps }, "DEV MODE: core dumps are not off");
+}
 try {
   const custody = await startCustody(config, { logger });
   process.on("SIGHUP", () => {
