@@ -2,10 +2,10 @@
  * Builds fuzz/corpus/<target>/ from the vendored Wycheproof vectors and the partner example bodies
  * (test/fixtures/partners/), plus a few hand-made shapes per target. Run with
  * `tsx test/fuzz/build-seeds.ts`; the output is committed (tens of KB) so the regression run needs no
- * generation step. Seeds carry test PANs only; RSA private members of Wycheproof keys are stripped.
+ * generation step. Files already there are kept: crashes copied in as regression cases live alongside. Seeds carry test PANs only; RSA private members of Wycheproof keys are stripped.
  */
 import { createHash, generateKeyPairSync } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fingerprintForms } from "../../src/crypto/fingerprint.js";
 import { knotSignature } from "../../src/gateway/knot/signature.js";
@@ -95,7 +95,6 @@ add("oaep-decode", Buffer.alloc(32, 0x41));
 add("oaep-decode", Buffer.concat([Buffer.alloc(32, 7), Buffer.from([0, 1])]));
 add("oaep-decode", Buffer.concat([Buffer.alloc(32, 7), Buffer.from([255, 1, 40, 0x80])]));
 
-rmSync(CORPUS, { recursive: true, force: true });
 let total = 0;
 for (const [target, list] of seeds) {
   const dir = join(CORPUS, target);
