@@ -66,7 +66,7 @@ await build({
 const cli = require.resolve("@jazzer.js/core/dist/cli.js");
 const crashes = join(ROOT, "fuzz/crashes");
 mkdirSync(crashes, { recursive: true });
-const results: { name: string; executions: number; ok: boolean }[] = [];
+const results: { name: string; executions: number; seconds: number; ok: boolean }[] = [];
 for (const name of names) {
   const discovered = join(scratch, `corpus-${name}`);
   mkdirSync(discovered);
@@ -87,11 +87,13 @@ for (const name of names) {
     { env: { ...env, FUZZ_TARGET: name }, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
   );
   const log = `${r.stdout}${r.stderr}`;
-  const done = /Done (\d+) runs in/.exec(log);
+  const done = /Done (\d+) runs in (\d+) second/.exec(log);
   const ok = r.status === 0 && done !== null;
   if (!ok) console.error(log.split("\n").slice(-40).join("\n"));
-  results.push({ name, executions: done ? Number(done[1]) : 0, ok });
-  console.log(`fuzz ${name}: ${done ? done[1] : "?"} executions in ${seconds} s${ok ? "" : " FAILED"}`);
+  results.push({ name, executions: done ? Number(done[1]) : 0, seconds: done ? Number(done[2]) : 0, ok });
+  console.log(
+    `fuzz ${name}: ${done ? `${done[1]} executions in ${done[2]} s` : "no result"}${ok ? "" : " FAILED"}`,
+  );
 }
 console.table(results);
 if (results.some((r) => !r.ok)) process.exit(1);
