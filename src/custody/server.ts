@@ -214,6 +214,7 @@ export async function startCustody(
   // Short-lived certificates (SPIFFE SVIDs live hours) are replaced on disk by an agent; handshakes from
   // then on use the new ones. Directories, not files: a replace by rename changes the inode.
   const tlsWatchers: FSWatcher[] = [];
+  let tlsTimer: NodeJS.Timeout | undefined;
   if (config.tls) {
     const files = [
       config.tls.files.cert,
@@ -222,13 +223,12 @@ export async function startCustody(
       ...config.tls.crlFiles,
     ];
     const names = new Set(files.map((f) => basename(f)));
-    let timer: NodeJS.Timeout | undefined;
     for (const dir of new Set(files.map((f) => dirname(f)))) {
       tlsWatchers.push(
         watch(dir, (_event, name) => {
           if (name !== null && !names.has(name) && !name.startsWith("..")) return;
-          clearTimeout(timer);
-          timer = setTimeout(reloadTls, 200);
+          clearTimeout(tlsTimer);
+          tlsTimer = setTimeout(reloadTls, 200);
         }),
       );
     }
@@ -250,15 +250,15 @@ export async function startCustody(
   };
 
   let policyWatcher: FSWatcher | undefined;
+  let policyTimer: NodeJS.Timeout | undefined;
   if (config.callerPolicyFile !== undefined) {
     // The directory, not the file: an atomic replace (write + rename, as config management and Kubernetes
     // ConfigMaps do) swaps the inode a file watch would follow.
     const file = basename(config.callerPolicyFile);
-    let timer: NodeJS.Timeout | undefined;
     policyWatcher = watch(dirname(config.callerPolicyFile), (_event, name) => {
       if (name !== null && name !== file && !name.startsWith("..")) return;
-      clearTimeout(timer);
-      timer = setTimeout(reloadCallerPolicy, 200);
+      clearTimeout(policyTimer);
+      policyTimer = setTimeout(reloadCallerPolicy, 200);
     });
   }
 
@@ -311,6 +311,8 @@ export async function startCustody(
       watcher?.close();
       policyWatcher?.close();
       for (const w of tlsWatchers) w.close();
+      clearTimeout(policyTimer);
+      clearTimeout(tlsTimer);
       health.endWatchers();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {

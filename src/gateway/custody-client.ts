@@ -145,11 +145,12 @@ export function custodyClient(
   };
 
   const watchers: FSWatcher[] = [];
+  // A reload due after close() must not open a channel nobody closes.
+  let reloadTimer: NodeJS.Timeout | undefined;
   const tls = cfg.tls;
   if (tls !== "insecure" && tls.files) {
     const files = tls.files;
     const names = new Set([files.ca, files.cert, files.key].map((f) => basename(f)));
-    let timer: NodeJS.Timeout | undefined;
     const reload = () => {
       let next: ReturnType<typeof readClientTls>;
       try {
@@ -171,8 +172,8 @@ export function custodyClient(
       watchers.push(
         watch(dir, (_event, name) => {
           if (name !== null && !names.has(name) && !name.startsWith("..")) return;
-          clearTimeout(timer);
-          timer = setTimeout(reload, 200);
+          clearTimeout(reloadTimer);
+          reloadTimer = setTimeout(reload, 200);
         }),
       );
     }
@@ -216,6 +217,7 @@ export function custodyClient(
       });
     },
     close() {
+      clearTimeout(reloadTimer);
       for (const w of watchers) w.close();
       current.channel.close();
     },
