@@ -11,6 +11,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { type IdentityMatcher, matchingEntry, type PeerIdentity } from "./caller-identity.js";
+import { toGrpcFailure } from "./errors.js";
 
 export const CUSTODY_SERVICE_NAME = "custody.v1.CardCustody";
 type ServingStatus = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
@@ -55,7 +56,7 @@ export class HealthState {
     ): { code: status; details: string } | undefined => {
       if (skipCallerCheck) return undefined;
       const peer = callerOf(call);
-      if (!peer.ok) return { code: peer.error.grpcStatus, details: peer.error.message };
+      if (!peer.ok) return { code: toGrpcFailure(peer.error).grpcStatus, details: peer.error.message };
       if (allowed !== "any" && !matchingEntry(peer.identity, allowed))
         return { code: status.PERMISSION_DENIED, details: "caller not allowed" };
       return undefined;

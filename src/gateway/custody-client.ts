@@ -37,10 +37,19 @@ import type { CardCustodyClient } from "../shared/generated/custody/v1/CardCusto
 import type { ReencryptForKnotRequest } from "../shared/generated/custody/v1/ReencryptForKnotRequest.js";
 import type { ReencryptForKnotResponse__Output } from "../shared/generated/custody/v1/ReencryptForKnotResponse.js";
 import { loadCustodyProto, loadHealthProto } from "../shared/proto.js";
+import { isReasonCode, type ReasonCode } from "../shared/reason-codes.js";
 import type { CustodyTls, GatewayConfig } from "./config.js";
 import { SendCardError } from "./errors.js";
 
 // Worth retrying inside the deadline: the service or network is momentarily unable, not the request.
+/**
+ * A send-card job's code for a custody refusal: custody's reason, prefixed so that a job's record tells
+ * custody's reasons apart from Knot's and the gateway's own.
+ */
+export function custodyJobCode(reason: ReasonCode): string {
+  return `CUSTODY_${reason}`;
+}
+
 const RETRYABLE = new Set([
   status.UNAVAILABLE,
   status.DEADLINE_EXCEEDED,
@@ -193,11 +202,11 @@ export function custodyClient(
             if (!error && response) return resolve(response);
             const e = error as ServiceError;
             const reason = e?.metadata?.get("custody-reason")[0];
-            const code = typeof reason === "string" && /^[A-Z0-9_]{1,64}$/.test(reason) ? reason : undefined;
+            const code = typeof reason === "string" && isReasonCode(reason) ? reason : undefined;
             const name = status[e?.code ?? status.UNKNOWN] ?? "UNKNOWN";
             reject(
               new SendCardError(
-                code ? `CUSTODY_${code}` : `CUSTODY_${name}`,
+                code ? custodyJobCode(code) : `CUSTODY_${name}`,
                 `custody ReencryptForKnot failed: ${name}${code ? ` (${code})` : ""}`,
                 RETRYABLE.has(e?.code),
               ),

@@ -18,7 +18,7 @@
  * values.
  */
 import { type JsonMember, JsonShapeError, scanObjectMembers } from "../../crypto/json-members.js";
-import { CvvInvalidError, ExpiryInvalidError, PanInvalidError, SecretsMalformedError } from "../errors.js";
+import { CvvInvalidError, ExpiryInvalidError, PanInvalidError, SecretsMalformedError } from "./errors.js";
 
 export interface DotvaSecrets {
   /** ASCII digits; a view into the plaintext buffer. */

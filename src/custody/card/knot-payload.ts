@@ -6,8 +6,9 @@
  * by byte from the decrypted Dotva plaintext, so no string ever holds card data and the caller can
  * overwrite the whole buffer once the JWE exists.
  */
-import { CardExpiredError } from "../errors.js";
+
 import type { DotvaSecrets } from "./dotva-secrets.js";
+import { CardExpiredError } from "./errors.js";
 import type { KnotUser } from "./knot-user.js";
 
 /** Throws CardExpiredError when the card's expiry month ended before `now` (UTC). */

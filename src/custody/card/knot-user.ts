@@ -3,7 +3,7 @@
  * validated here, at custody's boundary, so the payload builder can trust it.
  */
 import { z } from "zod";
-import { UserProfileError } from "../errors.js";
+import { UserProfileError } from "./errors.js";
 import { ISO_3166_ALPHA2 } from "./iso3166.js";
 
 // Printable text without control characters: these values end up on merchants' forms.

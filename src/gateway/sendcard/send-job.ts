@@ -22,7 +22,8 @@
  */
 import type { Logger } from "pino";
 import { rsaJwkThumbprint } from "../../crypto/fingerprint.js";
-import type { CustodyCaller } from "../custody-client.js";
+import type { ReasonCode } from "../../shared/reason-codes.js";
+import { type CustodyCaller, custodyJobCode } from "../custody-client.js";
 import { SendCardError } from "../errors.js";
 import type { KnotClient } from "../knot/client.js";
 import type { GatewayMetrics } from "../metrics.js";
@@ -54,21 +55,20 @@ class LeaseLost extends Error {}
 const MIN_ATTEMPT_MS = 50;
 
 /** Custody reasons that say the card's secrets themselves can never be re-encrypted. */
-const UNUSABLE_SECRETS = new Set(
-  [
-    "JWE_MALFORMED",
-    "JWE_TOO_LARGE",
-    "JWE_HEADER_UNSUPPORTED",
-    "JWE_DECRYPT_FAILED",
-    "KEY_NOT_FOUND",
-    "KEY_FINGERPRINT_INVALID",
-    "SECRETS_MALFORMED",
-    "PAN_INVALID",
-    "CVV_INVALID",
-    "EXPIRY_INVALID",
-  ].map((reason) => `CUSTODY_${reason}`),
-);
-const RECIPIENT_REFUSED = "CUSTODY_RECIPIENT_NOT_ALLOWED";
+const UNUSABLE_SECRET_REASONS: readonly ReasonCode[] = [
+  "JWE_MALFORMED",
+  "JWE_TOO_LARGE",
+  "JWE_HEADER_UNSUPPORTED",
+  "JWE_DECRYPT_FAILED",
+  "KEY_NOT_FOUND",
+  "KEY_FINGERPRINT_INVALID",
+  "SECRETS_MALFORMED",
+  "PAN_INVALID",
+  "CVV_INVALID",
+  "EXPIRY_INVALID",
+];
+const UNUSABLE_SECRETS = new Set(UNUSABLE_SECRET_REASONS.map(custodyJobCode));
+const RECIPIENT_REFUSED = custodyJobCode("RECIPIENT_NOT_ALLOWED");
 
 /** RFC 7638 thumbprint of the key Knot served, or a placeholder when it is not an RSA JWK. */
 function thumbprintOf(jwkText: string): string {
