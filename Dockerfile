@@ -6,8 +6,8 @@
 #   docker run --read-only --cap-drop ALL --security-opt no-new-privileges --ulimit core=0 \
 #     -v /srv/custody-secrets:/run/secrets/custody:ro card-custody
 # deploy/ has a compose file and Kubernetes manifests that do all of this; docs/operations.md explains it.
-# What these commands produce is tested without a Docker engine: test/deploy/dockerfile.test.ts reads
-# this file, test/custody/production-build.test.ts runs the build stage's commands and both services.
+# What these commands produce is tested without a Docker engine: src/tools/deploy/dockerfile.test.ts reads
+# this file, src/custody/production-build.test.ts runs the build stage's commands and both services.
 #
 # Base: Node 24 LTS on Debian 12, pinned by digest so every build starts from the same bytes. The digest is
 # the multi-platform index of node:24.21.0-bookworm-slim (Node 24.21.0, the version `npm test` runs on;
@@ -31,6 +31,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 make g+
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/check-layers.mjs ./scripts/
 COPY proto ./proto
 COPY src ./src
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund

@@ -2,7 +2,7 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
+    include: ["src/**/*.test.ts"],
     // Integration suites start real servers and tokens; two cores shared by all of them.
     pool: "forks",
     maxWorkers: 2,

@@ -8,7 +8,7 @@ source scripts/node-runtime.sh
 
 # softhsm2 + opensc: the PKCS#11 token and pkcs11-tool; python3-jwcrypto + python3-grpcio: interop
 # peers written by other people; postgresql: the multi-instance gateway store; openssl: bench reference;
-# iproute2: ip netns and ss for the restricted-segment test (test/deploy/netns.test.ts); g++: the glibc
+# iproute2: ip netns and ss for the restricted-segment test (src/tools/deploy/netns.test.ts); g++: the glibc
 # shim npm run fuzz builds on Debian 12 (fuzz/glibc236-patch.py).
 DEBIAN_PACKAGES=(softhsm2 opensc python3-jwcrypto python3-grpcio python3-grpc-tools postgresql openssl iproute2 g++)
 

@@ -12,6 +12,8 @@ echo "== runtime: Node $(node --version)"
 status=0
 echo "== lint (biome)"
 npx biome check . || status=1
+echo "== layers (each part of src/ imports only the parts below it)"
+node scripts/check-layers.mjs || status=1
 echo "== typecheck (tsc --noEmit)"
 npx tsc -p tsconfig.json --noEmit || status=1
 

@@ -15,8 +15,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
-import { normalizeFingerprint } from "../crypto/fingerprint.js";
-import type { KeyInfo } from "../keystore/key-store.js";
+import { normalizeFingerprint } from "../core/crypto/fingerprint.js";
 import {
   type CallerIdentity,
   type CustodyMode,
@@ -27,6 +26,7 @@ import {
   parseIdentityMatcher,
 } from "./caller-identity.js";
 import { ConfigError, resolveX5cEntries, X5C_ENTRY } from "./config.js";
+import type { KeyInfo } from "./keystore/key-store.js";
 import { RecipientPolicy, type RecipientPolicyConfig } from "./recipient-policy.js";
 
 /** What one caller may do. `sourceKeys` undefined = every loaded key (global configuration). */

@@ -11,8 +11,8 @@ import { availableParallelism } from "node:os";
 import { dirname, resolve } from "node:path";
 import { BasicConstraintsExtension, X509Certificate, X509Crl } from "@peculiar/x509";
 import { z } from "zod";
-import { configFromUris, MECHANISMS, type Pkcs11StoreConfig } from "../keystore/pkcs11/config.js";
 import { type IdentityMatcher, isSpiffeId, parseIdentityMatcher } from "./caller-identity.js";
+import { configFromUris, MECHANISMS, type Pkcs11StoreConfig } from "./keystore/pkcs11/config.js";
 import { canonicalSubject, type X5cPolicyEntry } from "./recipient-policy.js";
 
 export class ConfigError extends Error {

@@ -1,6 +1,6 @@
 /**
  * Every failure the custody service itself raises, each a class with a stable `code` (the gRPC
- * ErrorInfo reason, src/shared/reason-codes.ts), and the one table mapping every reason code to its gRPC
+ * ErrorInfo reason, src/contract/reason-codes.ts), and the one table mapping every reason code to its gRPC
  * status. Messages describe what the caller must fix and never contain input values: they are returned
  * to callers and written to the audit log as they are.
  *
@@ -9,10 +9,10 @@
  * learn.
  */
 import { status } from "@grpc/grpc-js";
-import { CryptoError } from "../crypto/errors.js";
-import { KeyStoreError } from "../keystore/errors.js";
-import { isReasonCode, type ReasonCode } from "../shared/reason-codes.js";
-import { CardError } from "./card/errors.js";
+import { isReasonCode, type ReasonCode } from "../contract/reason-codes.js";
+import { CardError } from "../core/card/errors.js";
+import { CryptoError } from "../core/crypto/errors.js";
+import { KeyStoreError } from "./keystore/errors.js";
 
 export abstract class CustodyError extends Error {
   abstract readonly code: ReasonCode;

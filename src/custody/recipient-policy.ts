@@ -31,7 +31,7 @@ import {
   SubjectAlternativeNameExtension,
   X509Certificate,
 } from "@peculiar/x509";
-import type { KnotRecipient } from "../crypto/knot-jwk.js";
+import type { KnotRecipient } from "../core/crypto/knot-jwk.js";
 
 /** One x5c trust rule: a root, bound to the leaf certificate Knot uses for its encryption key. */
 export interface X5cPolicyEntry {

@@ -22,10 +22,10 @@ import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import type { ParsedJwe } from "../crypto/jwe-decrypt.js";
-import type { Key } from "../keystore/key-store.js";
-import type { KnotUser } from "./card/knot-user.js";
+import type { KnotUser } from "../core/card/knot-user.js";
+import type { ParsedJwe } from "../core/crypto/jwe-decrypt.js";
 import { InternalError, OverloadedError, toGrpcFailure } from "./errors.js";
+import type { Key } from "./keystore/key-store.js";
 import { CONTENT_KEY_BYTES, type ReencryptResult, type WorkerReply, type WorkerTask } from "./worker/task.js";
 
 export type { ReencryptResult } from "./worker/task.js";

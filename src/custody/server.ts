@@ -11,8 +11,7 @@ import { basename, dirname } from "node:path";
 import { TLSSocket } from "node:tls";
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import type { ManagedKeyStore, ReloadResult } from "../keystore/key-store.js";
-import { loadCustodyProto, loadHealthProto } from "../shared/proto.js";
+import { loadCustodyProto, loadHealthProto } from "../contract/proto.js";
 import {
   type CustodyMode,
   currentIdentity,
@@ -23,6 +22,7 @@ import { CallerLimits } from "./caller-limits.js";
 import { type Grants, globalGrants, loadCallerPolicy } from "./caller-policy.js";
 import { type CustodyConfig, clientCaExpiry, readTlsMaterial } from "./config.js";
 import { HealthState } from "./health.js";
+import type { ManagedKeyStore, ReloadResult } from "./keystore/key-store.js";
 import { CustodyMetrics, serveMetrics } from "./metrics.js";
 import { openKeyStore } from "./open-key-store.js";
 import { Reencryptor } from "./reencryptor.js";

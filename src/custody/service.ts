@@ -7,17 +7,16 @@
  */
 import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { normalizeFingerprint } from "../crypto/fingerprint.js";
-import { type ParsedJwe, parseCompactJwe } from "../crypto/jwe-decrypt.js";
-import { cachedKnotJwkParser, type KnotRecipient } from "../crypto/knot-jwk.js";
-import type { KeyStore } from "../keystore/key-store.js";
-import type { ReencryptForKnotRequest__Output } from "../shared/generated/custody/v1/ReencryptForKnotRequest.js";
-import type { ReencryptForKnotResponse } from "../shared/generated/custody/v1/ReencryptForKnotResponse.js";
+import type { ReencryptForKnotRequest__Output } from "../contract/generated/custody/v1/ReencryptForKnotRequest.js";
+import type { ReencryptForKnotResponse } from "../contract/generated/custody/v1/ReencryptForKnotResponse.js";
+import { parseKnotUser } from "../core/card/knot-user.js";
+import { normalizeFingerprint } from "../core/crypto/fingerprint.js";
+import { type ParsedJwe, parseCompactJwe } from "../core/crypto/jwe-decrypt.js";
+import { cachedKnotJwkParser, type KnotRecipient } from "../core/crypto/knot-jwk.js";
 import { type AuditRecord, audit } from "./audit.js";
 import { matcherText, type PeerIdentity } from "./caller-identity.js";
 import type { CallerLimits } from "./caller-limits.js";
 import { type CallerGrant, decideSourceKey, type Grants } from "./caller-policy.js";
-import { parseKnotUser } from "./card/knot-user.js";
 import {
   CallerNotAllowedError,
   DeadlineExceededError,
@@ -30,6 +29,7 @@ import {
   SourceKeyNotAllowedError,
   toGrpcFailure,
 } from "./errors.js";
+import type { KeyStore } from "./keystore/key-store.js";
 import { type CustodyMetrics, NOT_ADMITTED } from "./metrics.js";
 import type { Reencryptor } from "./reencryptor.js";
 import { failureMetadata } from "./status-details.js";

@@ -33,11 +33,11 @@ import {
   type ServiceError,
   status,
 } from "@grpc/grpc-js";
-import type { CardCustodyClient } from "../shared/generated/custody/v1/CardCustody.js";
-import type { ReencryptForKnotRequest } from "../shared/generated/custody/v1/ReencryptForKnotRequest.js";
-import type { ReencryptForKnotResponse__Output } from "../shared/generated/custody/v1/ReencryptForKnotResponse.js";
-import { loadCustodyProto, loadHealthProto } from "../shared/proto.js";
-import { isReasonCode, type ReasonCode } from "../shared/reason-codes.js";
+import type { CardCustodyClient } from "../contract/generated/custody/v1/CardCustody.js";
+import type { ReencryptForKnotRequest } from "../contract/generated/custody/v1/ReencryptForKnotRequest.js";
+import type { ReencryptForKnotResponse__Output } from "../contract/generated/custody/v1/ReencryptForKnotResponse.js";
+import { loadCustodyProto, loadHealthProto } from "../contract/proto.js";
+import { isReasonCode, type ReasonCode } from "../contract/reason-codes.js";
 import type { CustodyTls, GatewayConfig } from "./config.js";
 import { SendCardError } from "./errors.js";
 

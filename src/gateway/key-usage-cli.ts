@@ -9,7 +9,7 @@
 import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { rsaJwkThumbprint, spkiFingerprint } from "../crypto/fingerprint.js";
+import { rsaJwkThumbprint, spkiFingerprint } from "../core/crypto/fingerprint.js";
 
 export interface CliIo {
   out(line: string): void;

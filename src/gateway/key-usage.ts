@@ -1,11 +1,11 @@
 /**
  * "Which stored cards still need key X?", the question to answer before a Dotva key is retired (as Vault
  * asks before raising min_decryption_version). The gateway stores `key_fingerprint` as Dotva spelled it,
- * and custody accepts several spellings of one key (src/crypto/fingerprint.ts), so the stored texts are
+ * and custody accepts several spellings of one key (src/core/crypto/fingerprint.ts), so the stored texts are
  * grouped in SQL and each group's spelling is normalised here: a key counts every form that names it.
  */
-import { FingerprintError } from "../crypto/errors.js";
-import { type CanonicalFingerprint, normalizeFingerprint } from "../crypto/fingerprint.js";
+import { FingerprintError } from "../core/crypto/errors.js";
+import { type CanonicalFingerprint, normalizeFingerprint } from "../core/crypto/fingerprint.js";
 import type { StoredSecretsByFingerprint } from "./storage/repository.js";
 
 const BASE64URL_DIGEST = /^[A-Za-z0-9_-]{43}$/;

@@ -4,11 +4,11 @@
  * card's last four digits are returned.
  */
 import { parentPort } from "node:worker_threads";
-import { GCM_IV_BYTES, GCM_TAG_BYTES } from "../../crypto/aes-gcm.js";
-import { JWE_ALG, JWE_ENC, type ParsedJwe, type UnwrapKey } from "../../crypto/jwe-decrypt.js";
-import { cachedKnotJwkParser } from "../../crypto/knot-jwk.js";
+import { GCM_IV_BYTES, GCM_TAG_BYTES } from "../../core/crypto/aes-gcm.js";
+import { JWE_ALG, JWE_ENC, type ParsedJwe, type UnwrapKey } from "../../core/crypto/jwe-decrypt.js";
+import { cachedKnotJwkParser } from "../../core/crypto/knot-jwk.js";
+import { reencryptForKnot } from "../../core/reencrypt.js";
 import { DeadlineExceededError, toGrpcFailure } from "../errors.js";
-import { reencryptForKnot } from "../reencrypt.js";
 import { CONTENT_KEY_BYTES, type ReencryptResult, type WorkerReply, type WorkerTask } from "./task.js";
 import { inProcessUnwrap, unwrappedKey } from "./worker-keys.js";
 

@@ -5,7 +5,7 @@
  * description whose message never holds input values. Plaintext card data never appears in either.
  */
 import type { KeyObject } from "node:crypto";
-import type { KnotUser } from "../card/knot-user.js";
+import type { KnotUser } from "../../core/card/knot-user.js";
 import type { GrpcFailure } from "../errors.js";
 
 /** Bytes at the start of `WorkerTask.bytes` when the main thread unwrapped the content key. */

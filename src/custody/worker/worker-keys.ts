@@ -11,8 +11,8 @@
  *     carries the 32-byte content key, real or random, and the worker uses it as is.
  */
 import { createPrivateKey, type KeyObject } from "node:crypto";
-import type { UnwrapKey } from "../../crypto/jwe-decrypt.js";
-import { privateKeyUnwrap } from "../../keystore/private-key-unwrap.js";
+import type { UnwrapKey } from "../../core/crypto/jwe-decrypt.js";
+import { privateKeyUnwrap } from "../keystore/private-key-unwrap.js";
 import type { CarriedKey } from "./task.js";
 
 const ownCopies = new Map<string, UnwrapKey>();

@@ -1,6 +1,6 @@
 /**
  * Dotva's card.issued.secrets webhook exactly as Dotva documents it ("Webhooks", card.issued.secrets,
- * Payload; copied in test/fixtures/partners/dotva-card-issued-secrets.json):
+ * Payload; copied in testdata/fixtures/partners/dotva-card-issued-secrets.json):
  *
  *   {"event": "card.issued.secrets", "workspace_id": 12,
  *    "data": {"card_id": 345, "card_uuid": "...", "card_last4": "4242", "card_bin": "411111",

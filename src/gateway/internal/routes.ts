@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { knotUserSchema } from "../../custody/card/knot-user.js";
+import { knotUserSchema } from "../../core/card/knot-user.js";
 import { normaliseCardUuid } from "../dotva/schema.js";
 import {
   CardIdAmbiguousError,

@@ -1,7 +1,7 @@
 /**
  * Knot webhook bodies as Knot documents them (the card webhooks, the merchant-authentication webhooks,
  * MERCHANT_STATUS_UPDATE and the transaction webhooks; every example body is a fixture in
- * test/fixtures/partners/). Tolerant reader: members Knot does not document are ignored, an event name
+ * testdata/fixtures/partners/). Tolerant reader: members Knot does not document are ignored, an event name
  * or enum value Knot adds later is acknowledged and kept verbatim, and only the fields an event is
  * acted on by are checked, per event.
  */

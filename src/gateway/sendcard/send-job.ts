@@ -21,8 +21,8 @@
  * anything goes to Knot. A card whose secrets were purged (retention) cannot be sent.
  */
 import type { Logger } from "pino";
-import { rsaJwkThumbprint } from "../../crypto/fingerprint.js";
-import type { ReasonCode } from "../../shared/reason-codes.js";
+import type { ReasonCode } from "../../contract/reason-codes.js";
+import { rsaJwkThumbprint } from "../../core/crypto/fingerprint.js";
 import { type CustodyCaller, custodyJobCode } from "../custody-client.js";
 import { SendCardError } from "../errors.js";
 import type { KnotClient } from "../knot/client.js";

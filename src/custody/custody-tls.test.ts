@@ -1,0 +1,148 @@
+/**
+ * TLS posture of the custody port, probed with openssl s_client (another TLS implementation than the
+ * server's): TLS 1.3 only (1.0, 1.1 and 1.2 refused), only AEAD cipher suites negotiated, and no
+ * service without a client certificate. Each refusal has a control: the same probe against a Node TLS
+ * server that allows every version succeeds, so a refusal is the custody server's and not a probe that
+ * could not be offered (OpenSSL 3 disables TLS 1.0/1.1 at its default security level).
+ */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:tls";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  baseEnv,
+  custodyClient,
+  healthCheck,
+  healthClient,
+  startTestCustody,
+  testPki,
+} from "../tools/testing/custody-harness.js";
+import type { RunningCustody } from "./server.js";
+
+const pki = testPki();
+let custody: RunningCustody;
+let control: Server;
+let controlPort: number;
+
+const LEGACY = ["-tls1", "-tls1_1", "-tls1_2"] as const;
+const TLS13_SUITES = [
+  "TLS_AES_128_GCM_SHA256",
+  "TLS_AES_256_GCM_SHA384",
+  "TLS_CHACHA20_POLY1305_SHA256",
+  "TLS_AES_128_CCM_SHA256",
+  "TLS_AES_128_CCM_8_SHA256",
+];
+/** AEAD suites only: GCM, CCM (16-byte tag) and ChaCha20-Poly1305. CCM_8's 8-byte tag is not accepted. */
+const AEAD = new Set([
+  "TLS_AES_128_GCM_SHA256",
+  "TLS_AES_256_GCM_SHA384",
+  "TLS_CHACHA20_POLY1305_SHA256",
+  "TLS_AES_128_CCM_SHA256",
+]);
+
+/**
+ * One s_client handshake, asynchronous: custody runs in this process and must keep answering. Stdin is
+ * closed at once, so s_client ends after the handshake (or, with -ign_eof, when the server closes).
+ */
+function openssl(args: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    const child = execFile("openssl", ["s_client", ...args], { timeout: 10_000 }, (_err, stdout, stderr) =>
+      resolve(`${stdout}${stderr}`),
+    );
+    child.stdin?.end();
+  });
+}
+
+async function probe(port: number, args: string[], withCert = true): Promise<{ ok: boolean; out: string }> {
+  const out = await openssl([
+    "-connect",
+    `127.0.0.1:${port}`,
+    "-servername",
+    "localhost",
+    "-CAfile",
+    pki.caCert,
+    ...(withCert ? ["-cert", pki.gateway.cert, "-key", pki.gateway.key] : []),
+    ...args,
+  ]);
+  const { protocol, cipher } = negotiated(out);
+  return {
+    ok: protocol !== undefined && cipher !== undefined && cipher !== "0000" && cipher !== "(NONE)",
+    out,
+  };
+}
+
+/**
+ * The handshake summary line, "New, TLSv1.3, Cipher is X" ("(NONE)" when none was agreed). The session
+ * block below it appears only when a session ticket arrived before the close, which is a race.
+ */
+function negotiated(out: string): { protocol?: string; cipher?: string } {
+  const m = /^New, (\S+), Cipher is (\S+)$/m.exec(out);
+  return m ? { protocol: m[1]!, cipher: m[2]! } : {};
+}
+
+beforeAll(async () => {
+  ({ custody } = await startTestCustody(baseEnv(pki)));
+  control = createServer({
+    cert: readFileSync(pki.server.cert),
+    key: readFileSync(pki.server.key),
+    minVersion: "TLSv1",
+    ciphers: "DEFAULT:@SECLEVEL=0",
+  });
+  control.on("secureConnection", (s) => s.end());
+  await new Promise<void>((r) => control.listen(0, "127.0.0.1", r));
+  controlPort = (control.address() as { port: number }).port;
+}, 60_000);
+
+afterAll(async () => {
+  await custody?.shutdown(0);
+  control?.close();
+});
+
+describe("custody TLS", () => {
+  it.each(LEGACY)("refuses %s (the probe succeeds against a server that allows it)", async (flag) => {
+    const args = [flag, "-cipher", "DEFAULT:@SECLEVEL=0"];
+    expect((await probe(controlPort, args)).ok).toBe(true);
+    const result = await probe(custody.port, args);
+    expect(result.ok).toBe(false);
+    expect(result.out).toMatch(
+      /alert protocol version|no protocols available|wrong version number|unsupported protocol/i,
+    );
+  });
+
+  it("negotiates TLS 1.3 and only AEAD suites", async () => {
+    const accepted: string[] = [];
+    for (const suite of TLS13_SUITES) {
+      const r = await probe(custody.port, ["-tls1_3", "-ciphersuites", suite]);
+      if (r.ok) {
+        const n = negotiated(r.out);
+        expect(n.protocol).toBe("TLSv1.3");
+        expect(n.cipher).toBe(suite);
+        accepted.push(suite);
+      }
+    }
+    expect(accepted.length).toBeGreaterThan(0);
+    for (const suite of accepted) expect(AEAD.has(suite)).toBe(true);
+  });
+
+  it("ends a handshake without a client certificate with the certificate-required alert", async () => {
+    const out = await openssl([
+      "-connect",
+      `127.0.0.1:${custody.port}`,
+      "-servername",
+      "localhost",
+      "-CAfile",
+      pki.caCert,
+      "-tls1_3",
+      "-ign_eof",
+    ]);
+    expect(out).toMatch(/alert certificate required/i);
+  });
+
+  it("answers no RPC to a client without a certificate; the same RPC with one succeeds", async () => {
+    expect((await healthCheck(healthClient(custody.port, pki, "gateway"))).status).toBe("SERVING");
+    const none = await healthCheck(healthClient(custody.port, pki, "none"));
+    expect(none.status).toBeUndefined();
+    expect(none.code).toBe(14);
+    custodyClient(custody.port, pki, "none").close();
+  });
+});

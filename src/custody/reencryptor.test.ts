@@ -1,0 +1,123 @@
+/**
+ * The worker pool on its own: a worker that dies mid-call fails its calls cleanly and is replaced, a
+ * full queue answers OVERLOADED (RESOURCE_EXHAUSTED), close() lets accepted calls finish, and a key the
+ * main thread unwraps (a token's) reaches the worker as a content key that decrypts.
+ */
+import { createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { status } from "@grpc/grpc-js";
+import { compactDecrypt } from "jose";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseKnotUser } from "../core/card/knot-user.js";
+import { fingerprintForms } from "../core/crypto/fingerprint.js";
+import { parseCompactJwe } from "../core/crypto/jwe-decrypt.js";
+import { dotvaJwe } from "../tools/testing/custody-harness.js";
+import { USER } from "../tools/testing/profile.js";
+import type { Key } from "./keystore/key-store.js";
+import { privateKeyUnwrap } from "./keystore/private-key-unwrap.js";
+import { Reencryptor, type ReencryptResult } from "./reencryptor.js";
+
+const dotva = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const knot = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const knotJwk = JSON.stringify(knot.publicKey.export({ format: "jwk" }));
+const user = parseKnotUser(USER);
+const secrets = () => ({
+  pan: "4242424242424242",
+  cvv: "123",
+  expiry_month: "12",
+  expiry_year: String(new Date().getFullYear() + 2),
+});
+
+function keyOf(privateKey: KeyObject, where: "in-process" | "main-thread"): Key {
+  const forms = fingerprintForms(createPublicKey(privateKey));
+  const info = {
+    fingerprint: forms.canonical,
+    aliases: forms.aliases,
+    state: "active" as const,
+    modulusBits: 2048,
+    spki: createPublicKey(privateKey).export({ type: "spki", format: "der" }),
+    label: "test",
+    source: "test",
+  };
+  const unwrap = privateKeyUnwrap(privateKey);
+  return where === "in-process"
+    ? { info, generation: 1, unwrap, inProcess: privateKey }
+    : { info, generation: 1, unwrap };
+}
+
+let pool: Reencryptor | undefined;
+afterEach(async () => {
+  await pool?.close();
+  pool = undefined;
+});
+
+async function job() {
+  const now = Date.now();
+  return {
+    jwe: parseCompactJwe(await dotvaJwe(dotva.publicKey, secrets())),
+    knotJwk,
+    user,
+    now,
+    deadline: now + 30_000,
+  };
+}
+
+function outcome(result: ReencryptResult): string {
+  return result.ok ? "ok" : `${result.failure.grpcStatus}:${result.failure.code}`;
+}
+
+describe("Reencryptor (worker pool)", () => {
+  it("fails the calls of a worker that dies mid-call with INTERNAL, runs the queued ones on its replacement, and recovers", async () => {
+    pool = new Reencryptor({ workers: 1, maxQueue: 8 });
+    await pool.warmUp();
+    const key = keyOf(dotva.privateKey, "in-process");
+    const jobs = await Promise.all(Array.from({ length: 6 }, job));
+    const dying = pool.threads[0]!;
+    // Four go to the worker at once, two wait in the queue; the worker is ended before it can answer.
+    const calls = jobs.map((j) => pool!.run(j, key));
+    await dying.terminate();
+    const results = await Promise.all(calls);
+    expect(results.map(outcome)).toEqual([...Array(4).fill(`${status.INTERNAL}:INTERNAL`), "ok", "ok"]);
+    expect(results[0]).toMatchObject({ internalKind: "WorkerExited(terminated)" });
+    expect(results[0]!.ok ? "" : results[0]!.failure.message).toBe(
+      "internal error; the custody operator has the details",
+    );
+    expect(pool.threads[0]).not.toBe(dying);
+    const next = await pool.run(await job(), key);
+    expect(outcome(next)).toBe("ok");
+    const { plaintext } = await compactDecrypt(next.ok ? next.jwe : "", knot.privateKey);
+    expect(JSON.parse(new TextDecoder().decode(plaintext)).card.number).toBe("4242424242424242");
+  });
+
+  it("answers OVERLOADED (RESOURCE_EXHAUSTED) when every worker is busy and the queue is full, and runs what it accepted", async () => {
+    pool = new Reencryptor({ workers: 1, maxQueue: 2 });
+    await pool.warmUp();
+    const key = keyOf(dotva.privateKey, "in-process");
+    const jobs = await Promise.all(Array.from({ length: 7 }, job));
+    const results = await Promise.all(jobs.map((j) => pool!.run(j, key)));
+    expect(results.map(outcome)).toEqual([...Array(6).fill("ok"), `${status.RESOURCE_EXHAUSTED}:OVERLOADED`]);
+  });
+
+  it("close() lets the calls it accepted finish, then refuses new ones", async () => {
+    pool = new Reencryptor({ workers: 1, maxQueue: 4 });
+    await pool.warmUp();
+    const key = keyOf(dotva.privateKey, "in-process");
+    const jobs = await Promise.all(Array.from({ length: 6 }, job));
+    const calls = jobs.map((j) => pool!.run(j, key));
+    const closed = pool.close();
+    const late = await pool.run(await job(), key);
+    await closed;
+    expect((await Promise.all(calls)).map(outcome)).toEqual(Array(6).fill("ok"));
+    expect(outcome(late)).toBe(`${status.RESOURCE_EXHAUSTED}:OVERLOADED`);
+    pool = undefined;
+  });
+
+  it("a key unwrapped on the main thread (a token's) gives the worker the content key; a tampered encrypted key fails like any decrypt failure", async () => {
+    pool = new Reencryptor({ workers: 2, maxQueue: 4 });
+    await pool.warmUp();
+    const key = keyOf(dotva.privateKey, "main-thread");
+    expect(outcome(await pool.run(await job(), key))).toBe("ok");
+    const tampered = await job();
+    tampered.jwe.encryptedKey[10]! ^= 1;
+    expect(outcome(await pool.run(tampered, key))).toBe(`${status.INVALID_ARGUMENT}:JWE_DECRYPT_FAILED`);
+  });
+});

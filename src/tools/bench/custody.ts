@@ -1,0 +1,385 @@
+/**
+ * npm run bench:custody [-- --store file|pkcs11] [--seconds 5] [--rounds 3] [--concurrency 64]
+ *                        [--cpu-prof DIR] [--echo-one-by-one]
+ *
+ * How much CPU custody spends per ReencryptForKnot beyond the two costs it cannot avoid: the RSA
+ * private operation and the gRPC/mTLS transport. All measured in the same run on this machine, in rounds
+ * (the cores are shared, so a drift in load hits every measure of a round alike):
+ *   - rsa_us_per_op: `openssl speed -seconds 3 rsa2048`, one core; openssl divides by its own user CPU
+ *     time, so the figure is CPU per private op, not wall time;
+ *   - echo_cpu_us_per_call: a grpc-js server (src/tools/bench/echo-server.ts) with the same proto, credentials and
+ *     server options, answering each call at once with a real custody response, driven by the same
+ *     client at the same concurrency with the same requests;
+ *   - custody_cpu_us_per_call: custody (src/custody/main.ts) as a child process, driven the same way;
+ *   - PKCS#11 store only: the bare pkcs11js loop's CPU per op on the same SoftHSM2 token
+ *     (pkcs11_bare_cpu_us_per_op).
+ * A server's CPU is utime + stime of its process from /proc/<pid>/stat (all threads: gRPC main thread,
+ * re-encryption workers, the token library) over the window from the first call sent to the last answer,
+ * divided by the calls completed in it. Then:
+ *     custody_cpu_efficiency = (rsa_us_per_op + echo_cpu_us_per_call) / custody_cpu_us_per_call
+ *     pkcs11_cpu_efficiency  = (pkcs11_bare_cpu_us_per_op + echo_cpu_us_per_call) / custody_cpu_us_per_call
+ * and, after the rounds, latency paced open-loop at half the peak rate custody reached at 64 in flight.
+ * With --cpu-prof DIR, custody runs under `node --cpu-prof` (one profile per thread, written when it
+ * exits); its figures then include the profiler's cost. With --echo-one-by-one (diagnostic), the echo
+ * server answers one call per 1 ms tick, as custody's workers do, instead of a whole burst at once; the
+ * echo figure is then no longer the reference of the issue's ratio. Ends with one JSON line.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { credentials } from "@grpc/grpc-js";
+import { CompactEncrypt } from "jose";
+import type { CardCustodyClient } from "../../contract/generated/custody/v1/CardCustody.js";
+import type { ReencryptForKnotResponse__Output } from "../../contract/generated/custody/v1/ReencryptForKnotResponse.js";
+import { loadCustodyProto, loadHealthProto } from "../../contract/proto.js";
+import { fingerprintForms } from "../../core/crypto/fingerprint.js";
+import { GATEWAY_SPIFFE, makeDevPki } from "../dev-pki.js";
+import { freePort } from "../processes.js";
+import { SAMPLE_CARDHOLDER } from "../simulators/sample-cardholder.js";
+import { BENCH_STORES } from "./custody-stores.js";
+import { opensslRsa2048PrivateOpsPerSecond } from "./openssl-speed.js";
+import { processCpuMicros, threadCpuMicros } from "./proc-cpu.js";
+
+const { values: args } = parseArgs({
+  options: {
+    store: { type: "string", default: "file" },
+    seconds: { type: "string", default: "5" },
+    rounds: { type: "string", default: "3" },
+    concurrency: { type: "string", default: "64" },
+    "cpu-prof": { type: "string" },
+    "echo-one-by-one": { type: "boolean", default: false },
+  },
+});
+const SECONDS = Number(args.seconds);
+const ROUNDS = Number(args.rounds);
+const CONCURRENCY = Number(args.concurrency);
+const OPENSSL_SECONDS = 3;
+const storeEntry = BENCH_STORES[args.store!];
+if (!storeEntry) throw new Error(`--store must be one of ${Object.keys(BENCH_STORES).join(", ")}`);
+
+// A fresh machine: say what is missing and how to get it rather than fail deep inside a phase.
+const missing = [storeEntry.missing()];
+try {
+  execFileSync("openssl", ["version"], { stdio: "ignore" });
+} catch {
+  missing.push("openssl (Debian openssl)");
+}
+if (missing.some(Boolean)) {
+  console.error(
+    `bench:custody needs ${missing.filter(Boolean).join(" and ")}: run \`bash scripts/provision.sh\` as root (it installs the Debian packages the tests and benchmarks use), then run the benchmark again.`,
+  );
+  process.exit(2);
+}
+
+const load1Before = loadavg()[0]!;
+const work = mkdtempSync(join(tmpdir(), "bench-custody-"));
+const children: ChildProcess[] = [];
+process.on("exit", () => {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+  rmSync(work, { recursive: true, force: true });
+});
+
+const pki = makeDevPki(join(work, "pki"));
+const dotva = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const fingerprint = fingerprintForms(dotva.publicKey).canonical;
+const knotJwk = readFileSync(pki.knotJwk, "utf8");
+const secrets = new TextEncoder().encode(
+  JSON.stringify({
+    pan: "4242424242424242",
+    cvv: "123",
+    expiry_month: 8,
+    expiry_year: new Date().getUTCFullYear() + 3,
+  }),
+);
+// Distinct ciphertexts, made up front: the load generator then spends its CPU on gRPC only.
+const jwes = await Promise.all(
+  Array.from({ length: 512 }, () =>
+    new CompactEncrypt(secrets)
+      .setProtectedHeader({ alg: "RSA-OAEP-256", enc: "A256GCM" })
+      .encrypt(dotva.publicKey),
+  ),
+);
+
+const round = (x: number, digits = 3) => Number(x.toFixed(digits));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+
+// --- servers as child processes ------------------------------------------------------------------
+const nodeArgs = (entry: string, profile: boolean) => [
+  ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(args["cpu-prof"]!)}`] : []),
+  "--import",
+  "tsx",
+  fileURLToPath(new URL(entry, import.meta.url)),
+];
+const startChild = (
+  entry: string,
+  env: Record<string, string>,
+  opts: { profile?: boolean; stdout: "ignore" | "pipe" },
+) => {
+  const child = spawn(process.execPath, nodeArgs(entry, opts.profile ?? false), {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
+    stdio: ["ignore", opts.stdout, "inherit"],
+  });
+  children.push(child);
+  return child;
+};
+const stopChild = async (child: ChildProcess) => {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  await exited;
+};
+
+const channelOptions = { "grpc.ssl_target_name_override": "localhost" };
+const channelCredentials = credentials.createSsl(
+  readFileSync(pki.caCert),
+  readFileSync(pki.gateway.key),
+  readFileSync(pki.gateway.cert),
+);
+const CardCustody = loadCustodyProto().custody.v1.CardCustody;
+
+async function waitServing(port: number, child: ChildProcess): Promise<void> {
+  const health = new (loadHealthProto().grpc.health.v1.Health)(
+    `127.0.0.1:${port}`,
+    channelCredentials,
+    channelOptions,
+  );
+  try {
+    for (let i = 0; ; i++) {
+      if (child.exitCode !== null) throw new Error("custody exited during start-up");
+      const serving = await new Promise<boolean>((done) =>
+        health.Check({ service: "" }, { deadline: Date.now() + 1000 }, (err, res) =>
+          done(!err && res?.status === "SERVING"),
+        ),
+      );
+      if (serving) return;
+      if (i > 150) throw new Error("custody did not become ready");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    health.close();
+  }
+}
+
+const custodyPort = await freePort();
+const store = await storeEntry.setup(work, dotva.privateKey);
+const custody = startChild(
+  "../../custody/main.ts",
+  {
+    CUSTODY_LISTEN: `127.0.0.1:${custodyPort}`,
+    CUSTODY_TLS_CERT: pki.server.cert,
+    CUSTODY_TLS_KEY: pki.server.key,
+    CUSTODY_TLS_CLIENT_CA: pki.caCert,
+    CUSTODY_ALLOW_REENCRYPT: `uri:${GATEWAY_SPIFFE}`,
+    CUSTODY_RECIPIENT_PINS: readFileSync(pki.knotThumbprint, "utf8").trim(),
+    CUSTODY_RATE_PER_SECOND: "1000000",
+    CUSTODY_RATE_BURST: "1000000",
+    CUSTODY_MAX_IN_FLIGHT_PER_CALLER: "4096",
+    ...store.env,
+  },
+  // stdout is custody's audit log, written as in production (one line per call) to /dev/null.
+  { profile: args["cpu-prof"] !== undefined, stdout: "ignore" },
+);
+await waitServing(custodyPort, custody);
+const custodyClient = new CardCustody(
+  `127.0.0.1:${custodyPort}`,
+  channelCredentials,
+  channelOptions,
+) as unknown as CardCustodyClient;
+
+let next = 0;
+function call(client: CardCustodyClient): Promise<{ ms: number; res: ReencryptForKnotResponse__Output }> {
+  const started = performance.now();
+  const jwe = jwes[next++ % jwes.length]!;
+  return new Promise((done, reject) =>
+    client.ReencryptForKnot(
+      {
+        secrets_jwe: jwe,
+        key_fingerprint: fingerprint,
+        knot_jwk: knotJwk,
+        user: SAMPLE_CARDHOLDER,
+        request_id: "bench",
+      },
+      { deadline: Date.now() + 30_000 },
+      (err, res) => (err || !res ? reject(err) : done({ ms: performance.now() - started, res })),
+    ),
+  );
+}
+
+// The echo server answers with a real custody response, so both directions carry the same bytes.
+const sample = (await call(custodyClient)).res;
+const responseFile = join(work, "echo-response.json");
+writeFileSync(responseFile, JSON.stringify(sample));
+const echoPort = await freePort();
+const echo = startChild(
+  "./echo-server.ts",
+  {
+    ECHO_LISTEN: `127.0.0.1:${echoPort}`,
+    ECHO_TLS_CERT: pki.server.cert,
+    ECHO_TLS_KEY: pki.server.key,
+    ECHO_TLS_CLIENT_CA: pki.caCert,
+    ECHO_RESPONSE: responseFile,
+    ...(args["echo-one-by-one"] ? { ECHO_ONE_BY_ONE: "1" } : {}),
+  },
+  { stdout: "pipe" },
+);
+await new Promise<void>((ready, failed) => {
+  echo.stdout!.once("data", () => ready());
+  echo.once("exit", () => failed(new Error("echo server exited during start-up")));
+});
+const echoClient = new CardCustody(
+  `127.0.0.1:${echoPort}`,
+  channelCredentials,
+  channelOptions,
+) as unknown as CardCustodyClient;
+
+/**
+ * Closed loop, `concurrency` calls in flight for `seconds`; the window runs from before the first call
+ * to after the last answer, so every call counted started and ended inside it.
+ */
+async function closedLoop(client: CardCustodyClient, pid: number, seconds: number) {
+  const latencies: number[] = [];
+  const serverCpu0 = processCpuMicros(pid);
+  const threads0 = threadCpuMicros(pid);
+  const clientCpu0 = process.cpuUsage();
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (performance.now() < end) latencies.push((await call(client)).ms);
+    }),
+  );
+  const elapsed = (performance.now() - start) / 1000;
+  const serverCpu = processCpuMicros(pid) - serverCpu0;
+  const threads = [...threadCpuMicros(pid)].map(
+    ([name, us]) => [name, (us - (threads0.get(name) ?? 0)) / latencies.length] as const,
+  );
+  const clientCpu = process.cpuUsage(clientCpu0);
+  latencies.sort((a, b) => a - b);
+  return {
+    calls: latencies.length,
+    rate: latencies.length / elapsed,
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+    serverCpuPerCall: serverCpu / latencies.length,
+    clientCpuPerCall: (clientCpu.user + clientCpu.system) / latencies.length,
+    /** The server's CPU per call by thread name, e.g. "node 700 µs, V8 DefaultWorke 40 µs". */
+    threads: threads
+      .filter(([, us]) => us >= 1)
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, us]) => `${name} ${us.toFixed(0)} µs`)
+      .join(", "),
+  };
+}
+
+/** Calls started on a fixed schedule whatever the answers do (open loop), so queueing shows in latency. */
+async function openLoop(client: CardCustodyClient, seconds: number, ratePerSecond: number) {
+  const latencies: number[] = [];
+  const pending: Promise<void>[] = [];
+  const start = performance.now();
+  const total = Math.floor(seconds * ratePerSecond);
+  for (let i = 0; i < total; i++) {
+    const due = start + (i * 1000) / ratePerSecond;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    pending.push(call(client).then(({ ms }) => void latencies.push(ms)));
+  }
+  await Promise.all(pending);
+  latencies.sort((a, b) => a - b);
+  return { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), calls: latencies.length };
+}
+
+console.log(
+  `bench:custody on ${process.version}, ${availableParallelism()} cores, store ${args.store}, load average ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ")}`,
+);
+// Warm-up: TLS sessions, JIT, the workers' key copies and recipient caches, the token's sessions.
+await closedLoop(echoClient, echo.pid!, 1);
+await closedLoop(custodyClient, custody.pid!, 2);
+
+interface Round {
+  rsa: number;
+  echo: Awaited<ReturnType<typeof closedLoop>>;
+  custody: Awaited<ReturnType<typeof closedLoop>>;
+  bare?: { cpuMicrosPerOp: number; opsPerSecond: number; sessions: number; mechanism: string };
+  efficiency: number;
+}
+const rounds: Round[] = [];
+for (let r = 1; r <= ROUNDS; r++) {
+  const rsa = 1e6 / opensslRsa2048PrivateOpsPerSecond({ seconds: OPENSSL_SECONDS });
+  const echoRun = await closedLoop(echoClient, echo.pid!, SECONDS);
+  const bare = await store.bareReference?.(SECONDS);
+  const custodyRun = await closedLoop(custodyClient, custody.pid!, SECONDS);
+  const floor = (bare ? bare.cpuMicrosPerOp : rsa) + echoRun.serverCpuPerCall;
+  rounds.push({
+    rsa,
+    echo: echoRun,
+    custody: custodyRun,
+    efficiency: floor / custodyRun.serverCpuPerCall,
+    ...(bare ? { bare } : {}),
+  });
+  console.log(
+    `round ${r}: openssl rsa2048 ${rsa.toFixed(0)} µs/op | echo ${echoRun.serverCpuPerCall.toFixed(0)} µs CPU/call (${echoRun.rate.toFixed(0)}/s)` +
+      (bare
+        ? ` | bare pkcs11 ${bare.cpuMicrosPerOp.toFixed(0)} µs CPU/op (${bare.opsPerSecond.toFixed(0)}/s)`
+        : "") +
+      ` | custody ${custodyRun.serverCpuPerCall.toFixed(0)} µs CPU/call (${custodyRun.rate.toFixed(0)}/s, p50 ${custodyRun.p50.toFixed(1)} ms, p99 ${custodyRun.p99.toFixed(1)} ms; client ${custodyRun.clientCpuPerCall.toFixed(0)} µs/call) | efficiency ${(floor / custodyRun.serverCpuPerCall).toFixed(3)}`,
+  );
+  console.log(`  by thread: echo ${echoRun.threads} | custody ${custodyRun.threads}`);
+}
+
+const peak = median(rounds.map((r) => r.custody.rate));
+const half = await openLoop(custodyClient, SECONDS, peak / 2);
+console.log(
+  `custody at half its peak (${(peak / 2).toFixed(0)}/s, open loop): p50 ${half.p50.toFixed(2)} ms  p99 ${half.p99.toFixed(2)} ms`,
+);
+custodyClient.close();
+echoClient.close();
+await Promise.all([stopChild(custody), stopChild(echo)]);
+
+const efficiencies = rounds.map((r) => r.efficiency);
+const efficiencyName = store.bareReference ? "pkcs11_cpu_efficiency" : "custody_cpu_efficiency";
+const bareRounds = rounds.flatMap((r) => (r.bare ? [r.bare] : []));
+console.log(
+  JSON.stringify({
+    bench: "custody",
+    store: args.store,
+    cores: availableParallelism(),
+    concurrency: CONCURRENCY,
+    rounds: ROUNDS,
+    seconds_per_measure: SECONDS,
+    rsa_us_per_op: round(median(rounds.map((r) => r.rsa)), 1),
+    echo_cpu_us_per_call: round(median(rounds.map((r) => r.echo.serverCpuPerCall)), 1),
+    echo_calls_per_s: round(median(rounds.map((r) => r.echo.rate)), 1),
+    ...(bareRounds.length > 0
+      ? {
+          pkcs11_sessions: bareRounds[0]!.sessions,
+          pkcs11_mechanism: bareRounds[0]!.mechanism,
+          pkcs11_bare_cpu_us_per_op: round(median(bareRounds.map((b) => b.cpuMicrosPerOp)), 1),
+          pkcs11_bare_ops_per_s: round(median(bareRounds.map((b) => b.opsPerSecond)), 1),
+        }
+      : {}),
+    custody_cpu_us_per_call: round(median(rounds.map((r) => r.custody.serverCpuPerCall)), 1),
+    custody_calls_per_s: round(peak, 1),
+    custody_p50_ms: round(median(rounds.map((r) => r.custody.p50)), 2),
+    custody_p99_ms: round(median(rounds.map((r) => r.custody.p99)), 2),
+    client_cpu_us_per_call: round(median(rounds.map((r) => r.custody.clientCpuPerCall)), 1),
+    [efficiencyName]: round(median(efficiencies)),
+    [`${efficiencyName}_min`]: round(Math.min(...efficiencies)),
+    [`${efficiencyName}_max`]: round(Math.max(...efficiencies)),
+    half_peak_rate_per_s: round(peak / 2, 1),
+    half_peak_p50_ms: round(half.p50, 2),
+    half_peak_p99_ms: round(half.p99, 2),
+    cpu_profiled: args["cpu-prof"] !== undefined,
+    echo_one_by_one: args["echo-one-by-one"],
+    load_average_1m_before: round(load1Before, 2),
+    load_average_1m_after: round(loadavg()[0]!, 2),
+  }),
+);
+process.exit(0);
