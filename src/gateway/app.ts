@@ -82,6 +82,17 @@ function baseApp(config: GatewayConfig, logger: pino.Logger): FastifyInstance {
     // Number of proxy hops to trust, as a function because Fastify's types accept no plain number.
     trustProxy: config.trustProxy > 0 ? (_addr: string, hop: number) => hop < config.trustProxy : false,
     bodyLimit: BODY_LIMIT,
+    // A whole request (headers and at most BODY_LIMIT of body) must arrive within this time: a client
+    // trickling its body (slowloris) is cut off with 408 instead of holding a connection for ever.
+    // Partners answer well inside it: Knot itself gives up on a webhook after 10 s.
+    requestTimeout: config.requestTimeoutMs,
+    http: {
+      // Node sets these at construction: the headers' own limit would otherwise stay at 60 s, and the
+      // check runs every 30 s by default, which would let a slow sender hold a connection that long.
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, Math.ceil(config.requestTimeoutMs / 4)),
+    },
   });
   registerRawJson(app, BODY_LIMIT);
   useZodSchemas(app);

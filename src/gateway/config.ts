@@ -32,6 +32,11 @@ export const VARIABLES = [
   { name: "GATEWAY_INTERNAL_PORT", help: "if set, the internal /v1 API listens on this port instead" },
   { name: "GATEWAY_LOG_LEVEL", help: "pino level: fatal, error, warn, info, debug, trace", default: "info" },
   { name: "GATEWAY_TRUST_PROXY", help: "hops of X-Forwarded-For to trust for the client IP", default: "0" },
+  {
+    name: "GATEWAY_REQUEST_TIMEOUT_MS",
+    help: "time a client has to send a whole request, headers and body (slow senders are cut off)",
+    default: "10000",
+  },
   { name: "GATEWAY_STORAGE", help: "sqlite (embedded) or postgres (several instances)", default: "sqlite" },
   {
     name: "GATEWAY_SQLITE_PATH",
@@ -206,6 +211,12 @@ const schema = z.object({
     .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
     .default(d.GATEWAY_LOG_LEVEL as "info"),
   GATEWAY_TRUST_PROXY: z.coerce.number().int().min(0).max(10).default(Number(d.GATEWAY_TRUST_PROXY)),
+  GATEWAY_REQUEST_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .max(60_000)
+    .default(Number(d.GATEWAY_REQUEST_TIMEOUT_MS)),
   GATEWAY_STORAGE: z.enum(["sqlite", "postgres"]).default(d.GATEWAY_STORAGE as "sqlite"),
   GATEWAY_SQLITE_PATH: z.string().min(1).default(d.GATEWAY_SQLITE_PATH),
   GATEWAY_DATABASE_URL: z.string().min(1).optional(),
@@ -292,6 +303,7 @@ export interface GatewayConfig {
   readonly internalPort?: number;
   readonly logLevel: Env["GATEWAY_LOG_LEVEL"];
   readonly trustProxy: number;
+  readonly requestTimeoutMs: number;
   readonly storage:
     | { readonly driver: "sqlite"; readonly path: string }
     | { readonly driver: "postgres"; readonly url: string };
@@ -448,6 +460,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     ...(e.GATEWAY_INTERNAL_PORT !== undefined ? { internalPort: e.GATEWAY_INTERNAL_PORT } : {}),
     logLevel: e.GATEWAY_LOG_LEVEL,
     trustProxy: e.GATEWAY_TRUST_PROXY,
+    requestTimeoutMs: e.GATEWAY_REQUEST_TIMEOUT_MS,
     storage:
       e.GATEWAY_STORAGE === "postgres"
         ? { driver: "postgres", url: e.GATEWAY_DATABASE_URL! }

@@ -7,6 +7,7 @@
  */
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import pino from "pino";
@@ -179,4 +180,48 @@ describe("hostile requests to the gateway", () => {
       expect(res.json()).toMatchObject({ error: { code: "UNSUPPORTED_MEDIA_TYPE" } });
     },
   );
+});
+
+describe("slow senders against the real listener", () => {
+  it("cuts off a client that trickles its body (slowloris) once GATEWAY_REQUEST_TIMEOUT_MS has passed", async () => {
+    const slow = await startGateway(
+      gatewayConfig({
+        knotUrl: "http://127.0.0.1:9",
+        custodyAddress: custody.address,
+        extra: {
+          DOTVA_SHARED_SECRET: "",
+          DOTVA_HMAC_SECRET: "",
+          DOTVA_IP_ALLOWLIST: "127.0.0.1/32",
+          GATEWAY_REQUEST_TIMEOUT_MS: "1500",
+        },
+      }),
+      { logger: pino({ level: "silent" }) },
+    );
+    const { port } = new URL(slow.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    const started = Date.now();
+    let answer = "";
+    socket.on("data", (chunk) => {
+      answer += chunk.toString("latin1");
+    });
+    const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    socket.write(
+      "POST /webhooks/dotva HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+    );
+    // One byte every 200 ms would take 200 s to finish the body; the server must not wait for it.
+    const drip = setInterval(() => socket.writable && socket.write("{"), 200);
+    try {
+      const outcome = await Promise.race([
+        closed.then(() => "closed"),
+        new Promise((resolve) => setTimeout(() => resolve("still open"), 8_000)),
+      ]);
+      expect(outcome).toBe("closed");
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    } finally {
+      clearInterval(drip);
+      socket.destroy();
+      await slow.close();
+    }
+  });
 });
