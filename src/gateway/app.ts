@@ -19,6 +19,7 @@ import {
   BodyTooLargeError,
   errorBody,
   GatewayError,
+  HTTP_STATUS,
   InternalError,
   InvalidBodyError,
   RouteNotFoundError,
@@ -98,13 +99,14 @@ function baseApp(config: GatewayConfig, logger: pino.Logger): FastifyInstance {
   useZodSchemas(app);
   app.setErrorHandler((error: FastifyError, req, reply) => {
     const mapped = toGatewayError(error);
-    if (mapped.statusCode >= 500) req.log.error({ err: error, code: mapped.code }, "request failed");
-    else req.log.info({ code: mapped.code, status: mapped.statusCode, url: req.url }, "request refused");
-    return reply.code(mapped.statusCode).send(errorBody(mapped));
+    const httpStatus = HTTP_STATUS[mapped.code];
+    if (httpStatus >= 500) req.log.error({ err: error, code: mapped.code }, "request failed");
+    else req.log.info({ code: mapped.code, status: httpStatus, url: req.url }, "request refused");
+    return reply.code(httpStatus).send(errorBody(mapped));
   });
   app.setNotFoundHandler((_req, reply) => {
     const e = new RouteNotFoundError("no such route; see docs/gateway.md");
-    return reply.code(e.statusCode).send(errorBody(e));
+    return reply.code(HTTP_STATUS[e.code]).send(errorBody(e));
   });
   return app;
 }

@@ -1,49 +1,62 @@
 /**
- * Every failure the gateway reports over HTTP, one class per kind. Each carries the HTTP status and a
- * stable `code` for the response body; the message says what the caller must change and never repeats
- * input, because webhook bodies carry ciphertext and credentials travel in headers.
+ * Every failure the gateway reports over HTTP, one class per kind, each with a stable `code` for the
+ * response body, and the one table mapping codes to HTTP statuses (HTTP_STATUS). Messages say what the
+ * caller must change and never repeat input, because webhook bodies carry ciphertext and credentials
+ * travel in headers.
  *
  * Send-card job failures are recorded in storage with the same kind of stable codes (SendCardError).
  */
+export type GatewayErrorCode =
+  | "INVALID_BODY"
+  | "INVALID_PARAMETER"
+  | "UNSUPPORTED_MEDIA_TYPE"
+  | "BODY_TOO_LARGE"
+  | "SENDER_UNAUTHENTICATED"
+  | "KNOT_SIGNATURE_INVALID"
+  | "KNOT_TIMESTAMP_OUT_OF_WINDOW"
+  | "KNOT_WEBHOOK_REPLAYED"
+  | "CARD_OWNED_BY_ANOTHER_USER"
+  | "CARD_ID_AMBIGUOUS"
+  | "SOURCE_NOT_ALLOWED"
+  | "UNAUTHENTICATED"
+  | "NOT_FOUND"
+  | "ROUTE_NOT_FOUND"
+  | "STORAGE_UNAVAILABLE"
+  | "SHUTTING_DOWN"
+  | "INTERNAL_ERROR";
+
 export abstract class GatewayError extends Error {
-  abstract readonly statusCode: number;
-  abstract readonly code: string;
+  abstract readonly code: GatewayErrorCode;
   override readonly name = this.constructor.name;
 }
 
 /** The body is not JSON, or not the JSON the route accepts. */
 export class InvalidBodyError extends GatewayError {
-  readonly statusCode = 400;
   readonly code = "INVALID_BODY";
 }
 
 /** A path or query parameter is malformed. */
 export class InvalidParameterError extends GatewayError {
-  readonly statusCode = 400;
   readonly code = "INVALID_PARAMETER";
 }
 
 /** Content-Type is not application/json. */
 export class UnsupportedMediaTypeError extends GatewayError {
-  readonly statusCode = 415;
   readonly code = "UNSUPPORTED_MEDIA_TYPE";
 }
 
 /** Body larger than the route allows. */
 export class BodyTooLargeError extends GatewayError {
-  readonly statusCode = 413;
   readonly code = "BODY_TOO_LARGE";
 }
 
 /** Dotva sender verification (shared secret or HMAC) failed or was missing. */
 export class SenderUnauthenticatedError extends GatewayError {
-  readonly statusCode = 401;
   readonly code = "SENDER_UNAUTHENTICATED";
 }
 
 /** Knot-Signature missing or not matching. */
 export class KnotSignatureError extends GatewayError {
-  readonly statusCode = 401;
   readonly code = "KNOT_SIGNATURE_INVALID";
 }
 
@@ -52,7 +65,6 @@ export class KnotSignatureError extends GatewayError {
  * clock: an old signature replayed, or a clock far off.
  */
 export class KnotTimestampError extends GatewayError {
-  readonly statusCode = 401;
   readonly code = "KNOT_TIMESTAMP_OUT_OF_WINDOW";
 }
 
@@ -61,63 +73,74 @@ export class KnotTimestampError extends GatewayError {
  * covers: this one reuses a signature on an edited body.
  */
 export class KnotReplayError extends GatewayError {
-  readonly statusCode = 409;
   readonly code = "KNOT_WEBHOOK_REPLAYED";
 }
 
 /** The (workspace_id, card_id) is already bound to another external_user_id. */
 export class CardOwnedByAnotherUserError extends GatewayError {
-  readonly statusCode = 409;
   readonly code = "CARD_OWNED_BY_ANOTHER_USER";
 }
 
 /** The user already owns a card with this card_id in another workspace: Knot's card_id would be ambiguous. */
 export class CardIdAmbiguousError extends GatewayError {
-  readonly statusCode = 409;
   readonly code = "CARD_ID_AMBIGUOUS";
 }
 
 /** The source address is not in the configured allowlist for this route. */
 export class SourceNotAllowedError extends GatewayError {
-  readonly statusCode = 403;
   readonly code = "SOURCE_NOT_ALLOWED";
 }
 
 /** Internal API call without a valid bearer token. */
 export class InternalUnauthenticatedError extends GatewayError {
-  readonly statusCode = 401;
   readonly code = "UNAUTHENTICATED";
 }
 
 /** The requested task or card does not exist. */
 export class NotFoundError extends GatewayError {
-  readonly statusCode = 404;
   readonly code = "NOT_FOUND";
 }
 
 /** No such route. */
 export class RouteNotFoundError extends GatewayError {
-  readonly statusCode = 404;
   readonly code = "ROUTE_NOT_FOUND";
 }
 
 /** Storage did not commit; the partner should retry (its normal behaviour on a non-200). */
 export class StorageUnavailableError extends GatewayError {
-  readonly statusCode = 503;
   readonly code = "STORAGE_UNAVAILABLE";
 }
 
 /** This instance is stopping; the partner should retry the delivery. */
 export class ShuttingDownError extends GatewayError {
-  readonly statusCode = 503;
   readonly code = "SHUTTING_DOWN";
 }
 
 /** Anything unexpected; details go to the log, never to the caller. */
 export class InternalError extends GatewayError {
-  readonly statusCode = 500;
   readonly code = "INTERNAL_ERROR";
 }
+
+/** The HTTP edge's one table: what status each code is answered with. */
+export const HTTP_STATUS: Readonly<Record<GatewayErrorCode, number>> = {
+  INVALID_BODY: 400,
+  INVALID_PARAMETER: 400,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  BODY_TOO_LARGE: 413,
+  SENDER_UNAUTHENTICATED: 401,
+  KNOT_SIGNATURE_INVALID: 401,
+  KNOT_TIMESTAMP_OUT_OF_WINDOW: 401,
+  KNOT_WEBHOOK_REPLAYED: 409,
+  CARD_OWNED_BY_ANOTHER_USER: 409,
+  CARD_ID_AMBIGUOUS: 409,
+  SOURCE_NOT_ALLOWED: 403,
+  UNAUTHENTICATED: 401,
+  NOT_FOUND: 404,
+  ROUTE_NOT_FOUND: 404,
+  STORAGE_UNAVAILABLE: 503,
+  SHUTTING_DOWN: 503,
+  INTERNAL_ERROR: 500,
+};
 
 /**
  * Why a send-card job stopped without Knot's 200. `code` is what GET /v1/tasks shows and what the
