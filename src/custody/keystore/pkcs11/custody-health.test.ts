@@ -6,7 +6,7 @@
 import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { status } from "@grpc/grpc-js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { CardCustodyClient } from "../../../contract/generated/custody/v1/CardCustody.js";
 import {
   baseEnv,
@@ -27,14 +27,6 @@ const pki = testPki();
 let custody: RunningCustody;
 let client: CardCustodyClient;
 let health: ReturnType<typeof healthClient>;
-
-async function waitFor(check: () => Promise<boolean>, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 beforeAll(async () => {
   token.generateWithPkcs11Tool("dotva-svc", "5e");
@@ -82,7 +74,10 @@ describe("custody on a PKCS#11 token", () => {
   it("goes NOT_SERVING with UNAVAILABLE calls while the token is gone, and back to SERVING after", async () => {
     token.hide();
     try {
-      await waitFor(async () => (await healthCheck(health)).status === "NOT_SERVING", 3_000);
+      await vi.waitFor(async () => expect((await healthCheck(health)).status).toBe("NOT_SERVING"), {
+        timeout: 3_000,
+        interval: 50,
+      });
       expect(await healthCheck(health, "custody.v1.CardCustody")).toEqual({ status: "NOT_SERVING" });
       const out = await call();
       expect(out.ok).toBe(false);
@@ -93,7 +88,10 @@ describe("custody on a PKCS#11 token", () => {
     } finally {
       token.restore();
     }
-    await waitFor(async () => (await healthCheck(health)).status === "SERVING", 5_000);
+    await vi.waitFor(async () => expect((await healthCheck(health)).status).toBe("SERVING"), {
+      timeout: 5_000,
+      interval: 50,
+    });
     const out = await call();
     expect(out.ok).toBe(true);
   });

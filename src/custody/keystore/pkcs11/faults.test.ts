@@ -77,14 +77,6 @@ async function call(): Promise<Outcome> {
   }
 }
 
-async function waitFor(condition: () => boolean, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > until) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe("PKCS#11 store faults", () => {
   it("survives its sessions being closed by another handle in the middle of a load", async () => {
     health.length = 0;
@@ -142,13 +134,13 @@ describe("PKCS#11 store faults", () => {
       const started = Date.now();
       const whileGone = await Promise.all([call(), call(), call()]);
       expect(whileGone).toEqual(["unavailable", "unavailable", "unavailable"]);
-      await waitFor(() => !store.health.healthy(), 2_000);
+      await vi.waitFor(() => expect(store.health.healthy()).toBe(false), { timeout: 2_000, interval: 20 });
       expect(await call()).toBe("unavailable");
       expect(Date.now() - started).toBeLessThan(5_000);
     } finally {
       token.restore();
     }
-    await waitFor(() => store.health.healthy(), 5_000);
+    await vi.waitFor(() => expect(store.health.healthy()).toBe(true), { timeout: 5_000, interval: 20 });
     expect(await call()).toBe("ok");
     expect(health[0]).toBe(false);
     expect(health.at(-1)).toBe(true);
@@ -158,11 +150,11 @@ describe("PKCS#11 store faults", () => {
     health.length = 0;
     token.hide();
     try {
-      await waitFor(() => !store.health.healthy(), 2_000);
+      await vi.waitFor(() => expect(store.health.healthy()).toBe(false), { timeout: 2_000, interval: 20 });
     } finally {
       token.restore();
     }
-    await waitFor(() => store.health.healthy(), 5_000);
+    await vi.waitFor(() => expect(store.health.healthy()).toBe(true), { timeout: 5_000, interval: 20 });
     expect(health).toEqual([false, true]);
     expect(await call()).toBe("ok");
   });
@@ -205,7 +197,7 @@ describe("PKCS#11 store faults", () => {
     // back, and the background recovery brings the store up by itself.
     stuck.holding = false;
     for (const release of stuck.released.splice(0)) release();
-    await waitFor(() => store.health.healthy(), 5_000);
+    await vi.waitFor(() => expect(store.health.healthy()).toBe(true), { timeout: 5_000, interval: 20 });
     expect(health).toEqual([false, true]);
     expect((await store.get(fingerprint)!.unwrap(ciphertext)).equals(CEK)).toBe(true);
   });
