@@ -25,6 +25,8 @@ export interface ReencryptOutput {
   /** Compact JWE for Knot's POST /card. */
   readonly jwe: string;
   readonly cardLast4: string;
+  /** The first six digits, so the caller can check the decrypted card is the one it stored. */
+  readonly cardBin: string;
 }
 
 export async function reencryptForKnot(input: ReencryptInput): Promise<ReencryptOutput> {
@@ -35,8 +37,13 @@ export async function reencryptForKnot(input: ReencryptInput): Promise<Reencrypt
     assertNotExpired(secrets, input.now);
     payload = buildKnotPayload(input.user, secrets);
     const jwe = encryptForRecipient(payload, input.recipient);
-    // The last four digits are not secret (PCI DSS allows showing them) and identify the card in logs.
-    return { jwe, cardLast4: secrets.pan.subarray(secrets.pan.length - 4).toString("ascii") };
+    // The first six and last four digits are not secret (PCI DSS allows showing them together): the
+    // gateway compares them with the card it stored, and the last four identify the card in logs.
+    return {
+      jwe,
+      cardLast4: secrets.pan.subarray(secrets.pan.length - 4).toString("ascii"),
+      cardBin: secrets.pan.subarray(0, 6).toString("ascii"),
+    };
   } finally {
     plaintext.fill(0);
     payload?.fill(0);

@@ -185,6 +185,7 @@ export function reencryptHandler(deps: ServiceDeps) {
         key_fingerprint: key.info.fingerprint,
         recipient_thumbprint: recipient.thumbprint,
         card_last4: result.cardLast4,
+        card_bin: result.cardBin,
       });
     } catch (err) {
       if (!(err instanceof Refusal)) {

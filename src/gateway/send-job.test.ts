@@ -38,6 +38,7 @@ function harness(
     keys?: string[];
     lookup?: CardLookup;
     decryptedLast4?: string;
+    decryptedBin?: string;
     start?: number;
   } = {},
 ) {
@@ -79,6 +80,7 @@ function harness(
         key_fingerprint: "",
         recipient_thumbprint: "",
         card_last4: o.decryptedLast4 ?? "4242",
+        card_bin: o.decryptedBin ?? "424242",
       };
     },
     healthy: async () => true,
@@ -285,6 +287,13 @@ describe("which card a task may send (issue 13: replayed signature, card lookup,
     expect(h.knotCalls.post).toBe(0);
     expect(await refusedCount(h, "CARD_MISMATCH")).toMatch(/ 1$/);
     expect(h.logs.join("")).not.toContain("1881");
+  });
+
+  it("custody's BIN differs from the stored card's, the last four digits alike: refused, nothing posted", async () => {
+    const h = harness({ decryptedBin: "411111" });
+    expect(await h.run()).toMatchObject({ state: "failed", errorCode: "CARD_MISMATCH" });
+    expect(h.knotCalls.post).toBe(0);
+    expect(await refusedCount(h, "CARD_MISMATCH")).toMatch(/ 1$/);
   });
 
   it("a card past GATEWAY_SECRETS_TTL_SECONDS is not sent even before the sweep purged it", async () => {

@@ -66,7 +66,7 @@ async function reencrypt(task: WorkerTask): Promise<ReencryptResult> {
       user: task.user,
       now: new Date(task.now),
     });
-    return { ok: true, jwe: out.jwe, cardLast4: out.cardLast4 };
+    return { ok: true, jwe: out.jwe, cardLast4: out.cardLast4, cardBin: out.cardBin };
   } catch (err) {
     const failure = toGrpcFailure(err);
     if (failure.code !== "INTERNAL") return { ok: false, failure };

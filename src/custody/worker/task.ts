@@ -49,7 +49,7 @@ export interface WorkerTask {
 }
 
 export type ReencryptResult =
-  | { readonly ok: true; readonly jwe: string; readonly cardLast4: string }
+  | { readonly ok: true; readonly jwe: string; readonly cardLast4: string; readonly cardBin: string }
   | {
       readonly ok: false;
       readonly failure: GrpcFailure;

@@ -186,12 +186,12 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
         },
         budget(),
       );
-      // custody.v1 returns the last four digits of the card it decrypted (no BIN): secrets that are not
-      // the stored card's (a substituted secrets_jwe) never reach Knot.
-      if (out.card_last4 !== card.cardLast4) {
+      // custody.v1 returns the BIN and last four digits of the card it decrypted: secrets that are not the
+      // stored card's (a substituted secrets_jwe) never reach Knot. Dotva's card_bin may have 6 to 8 digits.
+      if (out.card_last4 !== card.cardLast4 || out.card_bin !== card.cardBin.slice(0, 6)) {
         return refuse(
           "CARD_MISMATCH",
-          "custody decrypted a card whose last four digits differ from the stored card_last4; nothing sent",
+          "custody decrypted a card whose BIN or last four digits differ from the stored card_bin/card_last4; nothing sent",
         );
       }
       const res = await ctx.knot.postCard(job.taskId, out.jwe, budget());

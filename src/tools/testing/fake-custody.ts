@@ -57,6 +57,7 @@ export async function startFakeCustody(): Promise<FakeCustody> {
             key_fingerprint: r.key_fingerprint,
             recipient_thumbprint: "",
             card_last4: out.cardLast4,
+            card_bin: out.cardBin,
           });
         } catch {
           const e = Object.assign(new Error("invalid"), { code: status.INVALID_ARGUMENT }) as ServiceError;

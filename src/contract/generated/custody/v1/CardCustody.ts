@@ -2,8 +2,8 @@
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
-import type { ReencryptForKnotRequest as _custody_v1_ReencryptForKnotRequest, ReencryptForKnotRequest__Output as _custody_v1_ReencryptForKnotRequest__Output } from './ReencryptForKnotRequest.js';
-import type { ReencryptForKnotResponse as _custody_v1_ReencryptForKnotResponse, ReencryptForKnotResponse__Output as _custody_v1_ReencryptForKnotResponse__Output } from './ReencryptForKnotResponse.js';
+import type { ReencryptForKnotRequest as _custody_v1_ReencryptForKnotRequest, ReencryptForKnotRequest__Output as _custody_v1_ReencryptForKnotRequest__Output } from '../../custody/v1/ReencryptForKnotRequest.js';
+import type { ReencryptForKnotResponse as _custody_v1_ReencryptForKnotResponse, ReencryptForKnotResponse__Output as _custody_v1_ReencryptForKnotResponse__Output } from '../../custody/v1/ReencryptForKnotResponse.js';
 
 export interface CardCustodyClient extends grpc.Client {
   /**

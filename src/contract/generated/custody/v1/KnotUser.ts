@@ -1,7 +1,7 @@
 // Original file: proto/custody/v1/custody.proto
 
-import type { KnotName as _custody_v1_KnotName, KnotName__Output as _custody_v1_KnotName__Output } from './KnotName.js';
-import type { KnotAddress as _custody_v1_KnotAddress, KnotAddress__Output as _custody_v1_KnotAddress__Output } from './KnotAddress.js';
+import type { KnotName as _custody_v1_KnotName, KnotName__Output as _custody_v1_KnotName__Output } from '../../custody/v1/KnotName.js';
+import type { KnotAddress as _custody_v1_KnotAddress, KnotAddress__Output as _custody_v1_KnotAddress__Output } from '../../custody/v1/KnotAddress.js';
 
 /**
  * Mirrors Knot's `user` object.

@@ -1,6 +1,6 @@
 // Original file: proto/custody/v1/custody.proto
 
-import type { KnotUser as _custody_v1_KnotUser, KnotUser__Output as _custody_v1_KnotUser__Output } from './KnotUser.js';
+import type { KnotUser as _custody_v1_KnotUser, KnotUser__Output as _custody_v1_KnotUser__Output } from '../../custody/v1/KnotUser.js';
 
 export interface ReencryptForKnotRequest {
   /**

@@ -15,6 +15,10 @@ export interface ReencryptForKnotResponse {
    */
   'recipient_thumbprint'?: (string);
   'card_last4'?: (string);
+  /**
+   * first six digits of the decrypted PAN (PCI DSS allows showing them)
+   */
+  'card_bin'?: (string);
 }
 
 export interface ReencryptForKnotResponse__Output {
@@ -31,4 +35,8 @@ export interface ReencryptForKnotResponse__Output {
    */
   'recipient_thumbprint': (string);
   'card_last4': (string);
+  /**
+   * first six digits of the decrypted PAN (PCI DSS allows showing them)
+   */
+  'card_bin': (string);
 }
