@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { status } from "@grpc/grpc-js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { fingerprintForms } from "../core/crypto/fingerprint.js";
 import {
   baseEnv,
@@ -75,27 +75,32 @@ describe.each(STORE_FACTORIES)("key rotation under load ($name store)", (factory
         results.push({ key, out, phase: startedIn });
       }
     };
-    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // Each phase lasts until enough calls have completed in it, however fast this machine is today.
+    const count = (key: string) => results.filter((r) => r.key === key).length;
+    const until = (check: () => boolean) =>
+      vi.waitFor(() => expect(check()).toBe(true), { timeout: 20_000, interval: 10 });
     const loops = [0, 1, 2, 3].map((n) => loop("old", n));
 
-    await pause(300);
+    await until(() => count("old") >= 8);
     store.add("dotva-new", newKey.privateKey, "active");
     await custody.reload();
     phase = 1;
     const newLoops = [0, 1].map((n) => loop("new", n));
-    await pause(300);
+    await until(() => count("new") >= 6);
 
     store.setState(oldKey.privateKey, "decrypt-only");
     await custody.reload();
     phase = 2;
-    await pause(300);
+    const atPhase2 = { old: count("old"), new: count("new") };
+    await until(() => count("old") >= atPhase2.old + 8 && count("new") >= atPhase2.new + 6);
 
     // Something the store must refuse: the reload fails and leaves the set as it was.
     const broken = store.breakReload?.();
     if (broken) {
       await expect(custody.reload()).rejects.toThrow(broken.expectedError);
       broken.undo();
-      await pause(200);
+      const afterBroken = results.length;
+      await until(() => results.length >= afterBroken + 4);
     }
 
     running = false;

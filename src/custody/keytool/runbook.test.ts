@@ -20,6 +20,7 @@ import { type RunningGateway, startGateway } from "../../gateway/app.js";
 import { makeDevPki } from "../../tools/dev-pki.js";
 import { type Proc, startCustodyProcess } from "../../tools/processes.js";
 import { type CallOutcome, custodyClient, dotvaJwe, reencrypt } from "../../tools/testing/custody-harness.js";
+import { expiryFromNow } from "../../tools/testing/expiry.js";
 import {
   dotvaDelivery,
   dotvaHeaders,
@@ -166,8 +167,8 @@ describe.each(["file", "pkcs11"] as const)("docs/key-rotation.md runbook (%s sto
       const d = await dotvaDelivery(oldPem, {
         pan: "4242424242424242",
         cvv: "123",
-        expiry_month: 7,
-        expiry_year: 2031,
+        expiry_month: expiryFromNow(60).month,
+        expiry_year: expiryFromNow(60).year,
       });
       const res = await gw.app.inject({
         method: "POST",

@@ -18,6 +18,7 @@ import { loadConfig } from "../../custody/config.js";
 import type { ManagedKeyStore } from "../../custody/keystore/key-store.js";
 import { type RunningCustody, startCustody } from "../../custody/server.js";
 import { type CertPaths, type DevPki, GATEWAY_SPIFFE, makeDevPki } from "../dev-pki.js";
+import { expiryFromNow } from "./expiry.js";
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `custody-${prefix}-`));
@@ -152,7 +153,16 @@ export function healthCheck(
   });
 }
 
-export const TEST_SECRETS = { pan: "4242424242424242", cvv: "9731", expiry_month: "7", expiry_year: "2031" };
+// About five years ahead, whatever today is: never expired, and a year no log line has reason to print.
+const TEST_EXPIRY = expiryFromNow(60);
+export const TEST_SECRETS = {
+  pan: "4242424242424242",
+  cvv: "9731",
+  expiry_month: String(TEST_EXPIRY.month),
+  expiry_year: String(TEST_EXPIRY.year),
+};
+/** TEST_SECRETS' expiry as Knot receives it (MM/YYYY). */
+export const TEST_EXPIRATION = TEST_EXPIRY.mmYyyy;
 
 export async function dotvaJwe(publicKey: KeyObject, secrets: object = TEST_SECRETS): Promise<string> {
   return new CompactEncrypt(new TextEncoder().encode(JSON.stringify(secrets)))
