@@ -9,7 +9,7 @@ import {
   sanUris,
 } from "./caller-identity.js";
 import { CallerLimits } from "./caller-limits.js";
-import { toGrpcFailure } from "./errors.js";
+import { CallerIdentityInvalidError, toGrpcFailure } from "./errors.js";
 
 const VALID_TO = "Jan  1 00:00:00 2100 GMT";
 const cert = (subject: object, subjectaltname?: string) =>
@@ -22,6 +22,13 @@ describe("caller identity", () => {
       sanUris('DNS:gw.internal, URI:spiffe://td/gateway, URI:"spiffe://td/a,b", IP Address:10.0.0.1'),
     ).toEqual(["spiffe://td/gateway", "spiffe://td/a,b"]);
     expect(sanUris(undefined)).toEqual([]);
+  });
+
+  it("refuses, with a typed reason, a certificate whose quoted URI SAN cannot be read (found by fuzzing)", () => {
+    expect(() => sanUris('URI:"\\q"')).toThrow(CallerIdentityInvalidError);
+    const peer = identityFromCertificate(cert({ CN: "card-gateway" }, 'URI:"\\q"'), "production");
+    expect(peer).toMatchObject({ ok: false, error: { code: "CALLER_IDENTITY_INVALID" } });
+    expect(peer.ok || peer.error.message).not.toContain("\\q");
   });
 
   it("matches allowlist entries exactly and records which entry matched", () => {

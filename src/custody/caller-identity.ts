@@ -66,10 +66,19 @@ export function sanUris(subjectaltname: string | undefined): string[] {
   const entry = /(?:^|, )([A-Za-z ]+):("(?:[^"\\]|\\.)*"|[^,]*)/g;
   for (const m of subjectaltname.matchAll(entry)) {
     if (m[1] !== "URI") continue;
-    const raw = m[2]!;
-    uris.push(raw.startsWith('"') ? (JSON.parse(raw) as string) : raw);
+    uris.push(unquote(m[2]!));
   }
   return uris;
+}
+
+/** Node quotes a SAN value JSON-style when it holds a comma or quote; anything else unreadable fails closed. */
+function unquote(raw: string): string {
+  if (!raw.startsWith('"')) return raw;
+  try {
+    return JSON.parse(raw) as string;
+  } catch {
+    throw new CallerIdentityInvalidError("a URI subject alternative name of the certificate cannot be read");
+  }
 }
 
 const INVALID = "(invalid identity)";
@@ -80,13 +89,19 @@ export function identityFromCertificate(cert: PeerCertificate | undefined, mode:
   }
   const cnField = cert.subject?.CN as string | string[] | undefined;
   const cn = Array.isArray(cnField) ? cnField[0] : cnField;
-  const uris = sanUris(cert.subjectaltname);
   const notAfter = Date.parse(cert.valid_to);
   const invalid = (why: string): PeerIdentity => ({
     ok: false,
     error: new CallerIdentityInvalidError(why),
     display: INVALID,
   });
+  let uris: string[];
+  try {
+    uris = sanUris(cert.subjectaltname);
+  } catch (err) {
+    if (err instanceof CallerIdentityInvalidError) return invalid(err.message);
+    throw err;
+  }
   if (uris.length > 1)
     return invalid("the client certificate must carry exactly one URI SAN (its SPIFFE ID)");
   const uri = uris[0];
