@@ -31,19 +31,27 @@ if (coreDumps !== undefined) {
   }
   logger.warn({ reason: coreDumps }, "DEV MODE: core dumps are not off");
 }
+// Signal handlers come first: a SIGTERM that arrives while custody starts (an orchestrator can send one as
+// soon as it sees the "listening" line) still drains and exits 0 instead of killing the process outright.
+let custody: Awaited<ReturnType<typeof startCustody>> | undefined;
+let stopRequested = false;
+const stop = (signal: string) => {
+  if (stopRequested) return;
+  stopRequested = true;
+  logger.info({ signal }, "draining in-flight calls");
+  custody?.shutdown().then(() => process.exit(0));
+};
+process.once("SIGTERM", () => stop("SIGTERM"));
+process.once("SIGINT", () => stop("SIGINT"));
 try {
-  const custody = await startCustody(config, { logger });
+  const running = await startCustody(config, { logger });
+  custody = running;
   process.on("SIGHUP", () => {
-    custody.reloadTls();
-    custody.reloadCallerPolicy();
-    custody.reload().catch(() => undefined);
+    running.reloadTls();
+    running.reloadCallerPolicy();
+    running.reload().catch(() => undefined);
   });
-  const stop = (signal: string) => {
-    logger.info({ signal }, "draining in-flight calls");
-    custody.shutdown().then(() => process.exit(0));
-  };
-  process.once("SIGTERM", () => stop("SIGTERM"));
-  process.once("SIGINT", () => stop("SIGINT"));
+  if (stopRequested) running.shutdown().then(() => process.exit(0));
 } catch (err) {
   if (err instanceof ConfigError) {
     process.stderr.write(
