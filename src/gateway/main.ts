@@ -32,9 +32,15 @@ try {
   throw error;
 }
 
-const gateway = await startGateway(config);
+// Signal handlers come first, so a SIGTERM that arrives while the gateway starts still closes it cleanly
+// (storage closed, jobs handed on) instead of killing the process with the default action.
+let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+let stopRequested = false;
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.once(signal, () => {
-    void gateway.close().then(() => process.exit(0));
+    stopRequested = true;
+    void gateway?.close().then(() => process.exit(0));
   });
 }
+gateway = await startGateway(config);
+if (stopRequested) void gateway.close().then(() => process.exit(0));
