@@ -7,7 +7,7 @@
  * decrypts Dotva's new cards with; the usage question says "still needed" (exit 3) until the stored
  * secrets are purged, then 0; after retirement a call naming the old key is refused.
  */
-import { spawn } from "node:child_process";
+
 import { createPublicKey } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,6 +28,7 @@ import {
   TEST_INTERNAL_TOKEN,
 } from "../../tools/testing/gateway-env.js";
 import { USER } from "../../tools/testing/profile.js";
+import { runShellBlock } from "../../tools/testing/shell-block.js";
 import { createTestToken, SOFTHSM_MODULE } from "../../tools/testing/softhsm.js";
 import { runKeyTool } from "./run.js";
 
@@ -129,24 +130,7 @@ describe.each(["file", "pkcs11"] as const)("docs/key-rotation.md runbook (%s sto
     rmSync(tmp, { recursive: true, force: true });
   });
 
-  /** Runs one block with bash, asynchronously: the load and the in-process gateway keep running meanwhile. */
-  function runBlock(script: string): Promise<{ code: number | null; out: string }> {
-    return new Promise((resolve) => {
-      const child = spawn("bash", ["-eo", "pipefail", "-c", script], { cwd: ROOT, env: shellEnv });
-      let out = "";
-      child.stdout.on("data", (d) => {
-        out += String(d);
-      });
-      child.stderr.on("data", (d) => {
-        out += String(d);
-      });
-      const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-      child.once("close", (code) => {
-        clearTimeout(timer);
-        resolve({ code, out });
-      });
-    });
-  }
+  const runBlock = (script: string) => runShellBlock(script, { cwd: ROOT, env: shellEnv });
 
   const reloads = () => custody.proc.output().split('"msg":"key set reloaded"').length - 1;
 

@@ -4,7 +4,7 @@
  * writing, then restored, holds what was stored before it and nothing after; on SQLite and PostgreSQL,
  * the PostgreSQL dump restored both into an empty database and over the live one.
  */
-import { spawn } from "node:child_process";
+
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +14,7 @@ import { PostgresRepository } from "../../gateway/storage/postgres.js";
 import type { DotvaCard, GatewayRepository } from "../../gateway/storage/repository.js";
 import { SqliteRepository } from "../../gateway/storage/sqlite.js";
 import { startPostgres, type TestPostgres } from "../testing/postgres.js";
+import { runShellBlock } from "../testing/shell-block.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const DOC = readFileSync(join(ROOT, "docs/operations.md"), "utf8");
@@ -25,23 +26,7 @@ function block(name: string): string {
 }
 
 function run(script: string, env: Record<string, string>): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn("bash", ["-eo", "pipefail", "-c", script], {
-      env: { PATH: process.env.PATH ?? "", ...env },
-    });
-    let out = "";
-    child.stdout.on("data", (d) => {
-      out += String(d);
-    });
-    child.stderr.on("data", (d) => {
-      out += String(d);
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
+  return runShellBlock(script, { env: { PATH: process.env.PATH ?? "", ...env } });
 }
 
 const card = (uuid: string, cardId: string): DotvaCard => ({
