@@ -2,8 +2,10 @@
  * The PEM directory key store: what it loads, what it refuses (and that a refusal names the file and
  * the rule), passphrase handling, manifest states, reload semantics and the uniform unwrap failure.
  */
+
+import { execFileSync } from "node:child_process";
 import { constants, createPublicKey, generateKeyPairSync, publicEncrypt, randomBytes } from "node:crypto";
-import { chmodSync, mkdtempSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -189,6 +191,87 @@ describe("FileKeyStore", () => {
     ]);
   });
 
+  it("parses every PEM from the Buffer it was read into, never as a string, and zeroes that Buffer whether the key loaded or not", () => {
+    const read: Buffer[] = [];
+    // The bytes as read, with every way of turning them into a JS string booby-trapped: a string copy
+    // of a private key cannot be wiped and stays in the heap until the collector reuses it.
+    const readPem = (path: string): Buffer => {
+      const bytes = readFileSync(path);
+      for (const method of [
+        "toString",
+        "toJSON",
+        "asciiSlice",
+        "latin1Slice",
+        "utf8Slice",
+        "base64Slice",
+        "hexSlice",
+      ]) {
+        Object.defineProperty(bytes, method, {
+          value: () => {
+            throw new Error(`private key file ${path} turned into a string by ${method}`);
+          },
+        });
+      }
+      read.push(bytes);
+      return bytes;
+    };
+    const loaded = (files: Record<string, string | Buffer>, passphraseFile?: string) => {
+      const d = dir();
+      for (const [name, pem] of Object.entries(files)) put(d, name, pem);
+      read.length = 0;
+      let outcome: string;
+      try {
+        outcome = `${FileKeyStore.open({ dir: d, readPem, ...(passphraseFile ? { passphraseFile } : {}) }).list().length} keys`;
+      } catch (err) {
+        outcome = (err as Error).message;
+      }
+      expect(read.length, outcome).toBe(1);
+      expect(read[0]!.length, outcome).toBeGreaterThan(100);
+      expect(
+        read[0]!.every((byte) => byte === 0),
+        `${outcome}: bytes left in the Buffer`,
+      ).toBe(true);
+      return outcome;
+    };
+    const openssl = execFileSync("openssl", [
+      "genpkey",
+      "-algorithm",
+      "RSA",
+      "-pkeyopt",
+      "rsa_keygen_bits:2048",
+    ]);
+    const pass = "correct horse battery staple";
+    const encrypted = keyA.privateKey.export({
+      type: "pkcs8",
+      format: "pem",
+      cipher: "aes-256-cbc",
+      passphrase: pass,
+    });
+    const passFile = put(dir(), "pass", `${pass}\n`);
+    const wrongPass = put(dir(), "wrong", "nope\n");
+
+    expect(loaded({ "openssl.pem": openssl })).toBe("1 keys");
+    expect(loaded({ "enc.pem": encrypted }, passFile)).toBe("1 keys");
+    expect(loaded({ "enc.pem": encrypted }, wrongPass)).toMatch(
+      /cannot be read as a private key \(wrong passphrase\?\)/,
+    );
+    expect(loaded({ "enc.pem": encrypted })).toMatch(/encrypted and no passphrase file/);
+    expect(
+      loaded({ "bad.pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".repeat(4) }),
+    ).toMatch(/bad\.pem cannot be read as a private key/);
+    expect(loaded({ "p1.pem": keyA.privateKey.export({ type: "pkcs1", format: "pem" }) })).toMatch(
+      /not a PKCS#8/,
+    );
+    expect(
+      loaded({
+        "ec.pem": generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({
+          type: "pkcs8",
+          format: "pem",
+        }),
+      }),
+    ).toMatch(/not an RSA key/);
+  });
+
   it("refuses with transport-free errors that carry a stable code", () => {
     const d = dir();
     put(d, "open.pem", pkcs8(keyA), 0o644);
@@ -204,7 +287,6 @@ describe("FileKeyStore", () => {
   });
 
   it("computes the fingerprint openssl prints for the key's SPKI", async () => {
-    const { execFileSync } = await import("node:child_process");
     const d = dir();
     const path = put(d, "a.pem", pkcs8(keyA));
     const der = execFileSync("openssl", ["pkey", "-in", path, "-pubout", "-outform", "DER"]);

@@ -9,12 +9,14 @@ import type { CanonicalFingerprint } from "../../../core/crypto/fingerprint.js";
 import type { Key, KeyInfo, ManagedKeyStore, ReloadResult } from "../key-store.js";
 import { privateKeyUnwrap } from "../private-key-unwrap.js";
 import { type KeyDirectorySnapshot, loadKeyDirectory } from "./key-directory.js";
-import { KeyFileError } from "./pem-key.js";
+import { KeyFileError, type PemReader } from "./pem-key.js";
 
 export interface FileKeyStoreOptions {
   readonly dir: string;
   /** File holding the passphrase of encrypted PKCS#8 keys; a trailing newline is ignored. */
   readonly passphraseFile?: string;
+  /** How a key file's bytes are read (default: readFileSync); the store wipes what it returns. */
+  readonly readPem?: PemReader;
 }
 
 interface KeySet {
@@ -58,7 +60,7 @@ export class FileKeyStore implements ManagedKeyStore {
     const passphrase = this.readPassphrase();
     let directory: KeyDirectorySnapshot;
     try {
-      directory = loadKeyDirectory(this.options.dir, passphrase, generation);
+      directory = loadKeyDirectory(this.options.dir, passphrase, generation, this.options.readPem);
     } finally {
       passphrase?.fill(0);
     }

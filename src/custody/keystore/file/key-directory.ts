@@ -10,7 +10,7 @@ import { type CanonicalFingerprint, fingerprintForms } from "../../../core/crypt
 import { KeyIndex } from "../key-index.js";
 import type { KeyInfo } from "../key-store.js";
 import { MANIFEST_FILE, readManifest } from "./manifest.js";
-import { readPrivateKeyFile } from "./pem-key.js";
+import { type PemReader, readPrivateKeyFile } from "./pem-key.js";
 
 export interface KeyDirectorySnapshot {
   readonly index: KeyIndex;
@@ -31,13 +31,14 @@ export function loadKeyDirectory(
   dir: string,
   passphrase: Buffer | undefined,
   generation: number,
+  readPem?: PemReader,
 ): KeyDirectorySnapshot {
   const manifest = readManifest(dir);
   const infos: KeyInfo[] = [];
   const privateKeys = new Map<CanonicalFingerprint, KeyObject>();
   for (const name of keyFilesIn(dir)) {
     const path = join(dir, name);
-    const key = readPrivateKeyFile(path, passphrase);
+    const key = readPrivateKeyFile(path, passphrase, readPem);
     const forms = fingerprintForms(key.publicKey);
     const entry = manifest.keys[forms.canonical];
     infos.push({

@@ -2,6 +2,10 @@
  * Reading one PKCS#8 PEM private key file, with the checks a security review expects before the key is
  * used: file not accessible to group or others, PKCS#8 only (optionally encrypted), RSA of 2048 to 4096
  * bits. Errors name the file and the rule, never key material.
+ *
+ * The PEM stays in the one Buffer it was read into and is parsed from there; the Buffer is zeroed
+ * afterwards, whether the key loaded or not. It is never turned into a JS string: strings are immutable,
+ * cannot be wiped, and stay in the heap (and in a core or heap dump) until the collector reuses them.
  */
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
@@ -21,7 +25,17 @@ export interface LoadedPrivateKey {
   readonly mtime: Date;
 }
 
-export function readPrivateKeyFile(path: string, passphrase: Buffer | undefined): LoadedPrivateKey {
+const PKCS8_BEGIN = Buffer.from("-----BEGIN PRIVATE KEY-----");
+const ENCRYPTED_PKCS8_BEGIN = Buffer.from("-----BEGIN ENCRYPTED PRIVATE KEY-----");
+
+/** Reads the whole file into a fresh Buffer the caller owns (and wipes); replaceable in tests. */
+export type PemReader = (path: string) => Buffer;
+
+export function readPrivateKeyFile(
+  path: string,
+  passphrase: Buffer | undefined,
+  read: PemReader = readFileSync,
+): LoadedPrivateKey {
   const stat = statSync(path);
   if (!stat.isFile()) throw new KeyFileError(`${path} is not a regular file`);
   if ((stat.mode & 0o077) !== 0) {
@@ -29,11 +43,10 @@ export function readPrivateKeyFile(path: string, passphrase: Buffer | undefined)
       `${path} is accessible to group or others (mode ${(stat.mode & 0o777).toString(8)}); chmod 600 it`,
     );
   }
-  const pem = readFileSync(path);
+  const pem = read(path);
   try {
-    const text = pem.toString("ascii");
-    const encrypted = text.includes("-----BEGIN ENCRYPTED PRIVATE KEY-----");
-    if (!encrypted && !text.includes("-----BEGIN PRIVATE KEY-----")) {
+    const encrypted = pem.includes(ENCRYPTED_PKCS8_BEGIN);
+    if (!encrypted && !pem.includes(PKCS8_BEGIN)) {
       throw new KeyFileError(`${path} is not a PKCS#8 PEM private key (BEGIN PRIVATE KEY)`);
     }
     if (encrypted && passphrase === undefined) {
