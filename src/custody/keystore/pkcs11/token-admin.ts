@@ -7,8 +7,8 @@
 import { createPrivateKey, randomBytes } from "node:crypto";
 import type { Pkcs11StoreConfig } from "./config.js";
 import { type DiscoveredKey, discoverKeys } from "./discovery.js";
-import { acquireModule, findSlot, login, type PKCS11, pkcs11js, releaseModule } from "./module.js";
-import { readPin } from "./pin.js";
+import { acquireModule, findSlot, type PKCS11, pkcs11js, releaseModule } from "./module.js";
+import { loginWithPin } from "./pin.js";
 
 export type TokenAccess = Pick<Pkcs11StoreConfig, "modulePath" | "token" | "pin">;
 
@@ -25,7 +25,7 @@ export async function withTokenSession<T>(access: TokenAccess, fn: (admin: Admin
     if (slot === undefined) throw new Error("no present token matches the configured label, serial or slot");
     const session = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
     try {
-      login(lib, session, readPin(access.pin));
+      loginWithPin(lib, session, access.pin);
       return await fn({ lib, session });
     } finally {
       lib.C_CloseSession(session);
@@ -92,6 +92,37 @@ export async function generateInToken(
   );
 }
 
+/**
+ * The integers of a DER RSAPrivateKey (RFC 8017 A.1.2: version, n, e, d, p, q, dp, dq, qi), each copied
+ * into its own Buffer without its sign byte. Read straight from the DER rather than through a JWK export,
+ * which would hand back the private components as base64url JS strings that nothing can wipe.
+ */
+function rsaPrivateKeyIntegers(der: Buffer): Buffer[] {
+  let at = 0;
+  const header = (tag: number): number => {
+    if (der[at++] !== tag) throw new Error("not a DER RSAPrivateKey");
+    let length = der[at++] ?? 0;
+    if (length & 0x80) {
+      const octets = length & 0x7f;
+      if (octets < 1 || octets > 3) throw new Error("not a DER RSAPrivateKey");
+      length = der.readUIntBE(at, octets);
+      at += octets;
+    }
+    if (at + length > der.length) throw new Error("not a DER RSAPrivateKey");
+    return length;
+  };
+  header(0x30);
+  const integers: Buffer[] = [];
+  for (let i = 0; i < 9; i++) {
+    const length = header(0x02);
+    let start = at;
+    while (start < at + length - 1 && der[start] === 0) start++;
+    integers.push(Buffer.from(der.subarray(start, at + length)));
+    at += length;
+  }
+  return integers;
+}
+
 /** Imports an RSA private key (PKCS#8 or PKCS#1 PEM) and its public half. */
 export function importIntoToken(
   admin: AdminSession,
@@ -102,20 +133,30 @@ export function importIntoToken(
 ) {
   const key = createPrivateKey(passphrase === undefined ? { key: pem } : { key: pem, passphrase });
   if (key.asymmetricKeyType !== "rsa") throw new Error("only RSA private keys can be imported");
-  const jwk = key.export({ format: "jwk" });
-  const b = (field: string | undefined) => Buffer.from(field ?? "", "base64url");
-  const components = [b(jwk.d), b(jwk.p), b(jwk.q), b(jwk.dp), b(jwk.dq), b(jwk.qi)];
+  const der = key.export({ type: "pkcs1", format: "der" });
+  let components: Buffer[] = [];
   try {
+    components = rsaPrivateKeyIntegers(der);
+    const [, n, e, d, p, q, dp, dq, qi] = components as [
+      Buffer,
+      Buffer,
+      Buffer,
+      Buffer,
+      Buffer,
+      Buffer,
+      Buffer,
+      Buffer,
+      Buffer,
+    ];
     admin.lib.C_CreateObject(admin.session, [
       ...publicTemplate(label, id),
-      attr(pkcs11js.CKA_MODULUS, b(jwk.n)),
-      attr(pkcs11js.CKA_PUBLIC_EXPONENT, b(jwk.e)),
+      attr(pkcs11js.CKA_MODULUS, n),
+      attr(pkcs11js.CKA_PUBLIC_EXPONENT, e),
     ]);
-    const [d, p, q, dp, dq, qi] = components as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer];
     admin.lib.C_CreateObject(admin.session, [
       ...privateTemplate(label, id),
-      attr(pkcs11js.CKA_MODULUS, b(jwk.n)),
-      attr(pkcs11js.CKA_PUBLIC_EXPONENT, b(jwk.e)),
+      attr(pkcs11js.CKA_MODULUS, n),
+      attr(pkcs11js.CKA_PUBLIC_EXPONENT, e),
       attr(pkcs11js.CKA_PRIVATE_EXPONENT, d),
       attr(pkcs11js.CKA_PRIME_1, p),
       attr(pkcs11js.CKA_PRIME_2, q),
@@ -124,6 +165,7 @@ export function importIntoToken(
       attr(pkcs11js.CKA_COEFFICIENT, qi),
     ]);
   } finally {
+    der.fill(0);
     for (const component of components) component.fill(0);
   }
 }

@@ -62,15 +62,20 @@ const importToken: TokenRun = async (values, io) => {
   const state = keyState(values, "active");
   const pem = readFileSync(required(values, "from"));
   const sourcePass = passphrase(values, "from-passphrase-file");
-  const out = await withTokenSession(tokenAccess(values), async (admin) => {
-    assertLabelFree(admin, label);
-    const id = newKeyId();
-    importIntoToken(admin, label, id, pem, sourcePass);
-    const key = findById(admin, id);
-    recordState(stateDir(values), key, state, new Date());
-    return created(admin, key);
-  });
-  pem.fill(0);
+  let out: string;
+  try {
+    out = await withTokenSession(tokenAccess(values), async (admin) => {
+      assertLabelFree(admin, label);
+      const id = newKeyId();
+      importIntoToken(admin, label, id, pem, sourcePass);
+      const key = findById(admin, id);
+      recordState(stateDir(values), key, state, new Date());
+      return created(admin, key);
+    });
+  } finally {
+    pem.fill(0);
+    sourcePass?.fill(0);
+  }
   io.out(out);
 };
 
