@@ -65,8 +65,8 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
   },
   {
     name: "CUSTODY_ALLOW_HEALTH",
-    help: "callers allowed grpc.health.v1 (same syntax); * = any authenticated client",
-    default: "*",
+    help: "callers allowed grpc.health.v1 (same syntax); * = any authenticated client (explicit only); unset = the callers allowed ReencryptForKnot (CUSTODY_ALLOW_REENCRYPT or the caller policy file)",
+    default: "the ReencryptForKnot callers",
   },
   { name: "CUSTODY_KEYSTORE", help: "key store kind: file or pkcs11", default: "file" },
   { name: "CUSTODY_KEY_DIR", help: "directory of PKCS#8 PEM Dotva keys + manifest.json (file store)" },
@@ -124,9 +124,37 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
   { name: "CUSTODY_RATE_BURST", help: "burst size per caller", default: "4000" },
   { name: "CUSTODY_MAX_IN_FLIGHT_PER_CALLER", help: "concurrent calls per caller", default: "256" },
   { name: "CUSTODY_MAX_MESSAGE_BYTES", help: "largest request message accepted", default: "65536" },
-  { name: "CUSTODY_WORKERS", help: "re-encryption worker threads", default: "number of cores" },
+  {
+    name: "CUSTODY_WORKERS",
+    help: "re-encryption worker threads; 0 = inline on the main thread (one core per process: run one process per core)",
+    default: "number of cores",
+  },
   { name: "CUSTODY_MAX_QUEUE", help: "jobs waiting for a worker before RESOURCE_EXHAUSTED", default: "1024" },
-  { name: "CUSTODY_DEFAULT_DEADLINE_MS", help: "deadline applied to calls that set none", default: "5000" },
+  {
+    name: "CUSTODY_DEFAULT_DEADLINE_MS",
+    help: "deadline applied to calls that set none (at most CUSTODY_MAX_CALL_DEADLINE_MS)",
+    default: "5000",
+  },
+  {
+    name: "CUSTODY_MAX_CALL_DEADLINE_MS",
+    help: "cap on any call's deadline: a longer or absent one is cut here and answered DEADLINE_EXCEEDED (keep it above the gateway's SEND_CARD_ATTEMPT_TIMEOUT_MS)",
+    default: "5000",
+  },
+  {
+    name: "CUSTODY_MAX_CONNECTIONS",
+    help: "open TCP connections (TLS or not yet); one more is closed at once",
+    default: "256",
+  },
+  {
+    name: "CUSTODY_MAX_HANDSHAKES",
+    help: "TLS handshakes in progress; a connection beyond it is closed at once",
+    default: "64",
+  },
+  {
+    name: "CUSTODY_HANDSHAKE_TIMEOUT_MS",
+    help: "a connection whose TLS handshake has not finished after this long is closed",
+    default: "5000",
+  },
   {
     name: "CUSTODY_SHUTDOWN_GRACE_MS",
     help: "on SIGTERM, time in-flight calls get before being cut",
@@ -183,13 +211,24 @@ export interface CustodyConfig {
   /** Absent only in dev plaintext mode. */
   readonly tls?: TlsConfig;
   readonly devPlaintext: boolean;
-  readonly connection: { readonly maxAgeMs: number; readonly maxAgeGraceMs: number };
+  readonly connection: {
+    readonly maxAgeMs: number;
+    readonly maxAgeGraceMs: number;
+    /** Open TCP connections, handshaking or not; one more is closed on arrival. */
+    readonly maxConnections: number;
+    /** TLS handshakes in progress; one more connection is closed on arrival. */
+    readonly maxHandshakes: number;
+    readonly handshakeTimeoutMs: number;
+  };
   /** Per-caller grants (caller-policy.ts); when set, callers.reencrypt and recipients are empty. */
   readonly callerPolicyFile?: string;
   readonly callers: {
     readonly reencrypt: readonly IdentityMatcher[];
-    /** "any" = every client that presented a certificate from the client CA. */
-    readonly health: readonly IdentityMatcher[] | "any";
+    /**
+     * "any" = every client that presented a certificate from the client CA; "reencrypt-callers" (the
+     * default) = whoever the grants in force allow ReencryptForKnot.
+     */
+    readonly health: readonly IdentityMatcher[] | "any" | "reencrypt-callers";
   };
   readonly keyStore: KeyStoreConfig;
   readonly recipients: {
@@ -204,7 +243,10 @@ export interface CustodyConfig {
     readonly maxMessageBytes: number;
     readonly maxQueue: number;
     readonly defaultDeadlineMs: number;
+    /** No call runs longer: a later or absent client deadline is replaced by this one. */
+    readonly maxCallDeadlineMs: number;
   };
+  /** Re-encryption worker threads; 0 = inline on the main thread. */
   readonly workers: number;
   readonly shutdownGraceMs: number;
   readonly logLevel: string;
@@ -471,6 +513,17 @@ export function clientCaExpiry(clientCa: Buffer): Date {
   return new Date(Math.min(...cas.map((ca) => Date.parse(ca.validTo))));
 }
 
+function deadlines(env: Env): { defaultDeadlineMs: number; maxCallDeadlineMs: number } {
+  const maxCallDeadlineMs = read(env, "CUSTODY_MAX_CALL_DEADLINE_MS", positiveInt.max(600_000), "5000");
+  const defaultDeadlineMs = read(env, "CUSTODY_DEFAULT_DEADLINE_MS", positiveInt, "5000");
+  if (defaultDeadlineMs > maxCallDeadlineMs) {
+    throw new ConfigError(
+      `CUSTODY_DEFAULT_DEADLINE_MS: must not exceed CUSTODY_MAX_CALL_DEADLINE_MS (${maxCallDeadlineMs})`,
+    );
+  }
+  return { defaultDeadlineMs, maxCallDeadlineMs };
+}
+
 function metricsListen(env: Env): { metricsListen?: { host: string; port: number } } {
   const text = env.CUSTODY_METRICS_LISTEN?.trim();
   if (!text) return {};
@@ -489,13 +542,14 @@ function isLoopback(host: string): boolean {
   return isIP(host) === 4 && host.startsWith("127.");
 }
 
-function pkcs11FromEnv(env: Env): Pkcs11StoreConfig {
+function pkcs11FromEnv(env: Env, mode: CustodyEnv): Pkcs11StoreConfig {
   const uris = read(env, "CUSTODY_PKCS11_URI", z.string().min(1))
     .split(/\s+/)
     .filter((u) => u !== "");
   const int = (name: string, fallback: string) => read(env, name, z.coerce.number().int(), fallback);
+  let config: Pkcs11StoreConfig;
   try {
-    return configFromUris(uris, {
+    config = configFromUris(uris, {
       mechanism: read(env, "CUSTODY_PKCS11_MECHANISM", z.enum(MECHANISMS), "auto"),
       sessions: int("CUSTODY_PKCS11_SESSIONS", "4"),
       operationTimeoutMs: int("CUSTODY_PKCS11_TIMEOUT_MS", "5000"),
@@ -506,6 +560,14 @@ function pkcs11FromEnv(env: Env): Pkcs11StoreConfig {
     if (err instanceof ConfigError) throw err;
     throw new ConfigError(`CUSTODY_PKCS11_URI: ${err instanceof Error ? err.message : String(err)}`);
   }
+  // An environment variable stays readable for the life of the process (/proc/<pid>/environ, every
+  // child process, crash reports); a 0600 file is read at login and its bytes wiped.
+  if (mode === "production" && "env" in config.pin) {
+    throw new ConfigError(
+      `CUSTODY_PKCS11_URI: pin-source=env:${config.pin.env} is refused with CUSTODY_ENV=production; use pin-source=file:/path to a mode 0600 file`,
+    );
+  }
+  return config;
 }
 
 export function loadConfig(env: Env = process.env): CustodyConfig {
@@ -592,7 +654,7 @@ export function loadConfig(env: Env = process.env): CustodyConfig {
   const kind = read(env, "CUSTODY_KEYSTORE", z.enum(["file", "pkcs11"]), "file");
   const keyStore: KeyStoreConfig =
     kind === "pkcs11"
-      ? { kind, pkcs11: pkcs11FromEnv(env) }
+      ? { kind, pkcs11: pkcs11FromEnv(env, mode) }
       : {
           kind,
           dir: read(env, "CUSTODY_KEY_DIR", z.string().min(1)),
@@ -621,8 +683,19 @@ export function loadConfig(env: Env = process.env): CustodyConfig {
     connection: {
       maxAgeMs: read(env, "CUSTODY_MAX_CONNECTION_AGE_MS", positiveInt, "600000"),
       maxAgeGraceMs: read(env, "CUSTODY_MAX_CONNECTION_AGE_GRACE_MS", positiveInt, "30000"),
+      maxConnections: read(env, "CUSTODY_MAX_CONNECTIONS", positiveInt.max(65536), "256"),
+      maxHandshakes: read(env, "CUSTODY_MAX_HANDSHAKES", positiveInt.max(65536), "64"),
+      handshakeTimeoutMs: read(env, "CUSTODY_HANDSHAKE_TIMEOUT_MS", positiveInt.max(120_000), "5000"),
     },
-    callers: { reencrypt, health: identities(env, "CUSTODY_ALLOW_HEALTH", mode, "*") },
+    callers: {
+      reencrypt,
+      // Not "*" by default: the health service tells whoever asks whether this instance serves and
+      // that its client CA admits them; a probe identity is named explicitly, like any other caller.
+      health:
+        env.CUSTODY_ALLOW_HEALTH === undefined
+          ? "reencrypt-callers"
+          : identities(env, "CUSTODY_ALLOW_HEALTH", mode),
+    },
     keyStore,
     recipients,
     limits: {
@@ -631,9 +704,14 @@ export function loadConfig(env: Env = process.env): CustodyConfig {
       maxInFlightPerCaller: read(env, "CUSTODY_MAX_IN_FLIGHT_PER_CALLER", positiveInt, "256"),
       maxMessageBytes: read(env, "CUSTODY_MAX_MESSAGE_BYTES", positiveInt.max(4 * 1024 * 1024), "65536"),
       maxQueue: read(env, "CUSTODY_MAX_QUEUE", positiveInt, "1024"),
-      defaultDeadlineMs: read(env, "CUSTODY_DEFAULT_DEADLINE_MS", positiveInt, "5000"),
+      ...deadlines(env),
     },
-    workers: read(env, "CUSTODY_WORKERS", positiveInt.max(256), String(availableParallelism())),
+    workers: read(
+      env,
+      "CUSTODY_WORKERS",
+      z.coerce.number().int().min(0).max(256),
+      String(availableParallelism()),
+    ),
     shutdownGraceMs: read(env, "CUSTODY_SHUTDOWN_GRACE_MS", positiveInt, "10000"),
     ...metricsListen(env),
     logLevel: read(

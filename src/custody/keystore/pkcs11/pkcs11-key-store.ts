@@ -30,7 +30,6 @@ import {
   acquireModule,
   findSlot,
   isPkcs11Error,
-  login,
   type PKCS11,
   pkcs11js,
   readAttributes,
@@ -38,7 +37,7 @@ import {
   releaseModule,
   tokenLabel,
 } from "./module.js";
-import { readPin } from "./pin.js";
+import { loginWithPin } from "./pin.js";
 import { type PooledSession, SessionPool } from "./session-pool.js";
 import { formatKeyUri } from "./uri.js";
 
@@ -332,7 +331,7 @@ export class Pkcs11KeyStore implements ManagedKeyStore {
     for (let i = 0; i < this.config.sessions; i++) {
       sessions.push(this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION));
     }
-    login(this.lib, sessions[0]!, readPin(this.config.pin));
+    loginWithPin(this.lib, sessions[0]!, this.config.pin);
     this.epoch++;
     this.keys = await this.buildKeySet(sessions[0]!, this.keys.generation + 1);
     this.pool.reset(sessions);
