@@ -16,14 +16,25 @@
  * - Webhooks are signed with Knot's documented scheme (./knot-webhooks.ts).
  * - Faults: an HTTP status for the next N cards (with Retry-After when asked), a delay (a hang, against
  *   a short client timeout), INVALID_JWE once, a redirect (any 3xx, any Location or none), key failures,
- *   key rotation.
+ *   key rotation, and a true hang of `/card` or `/jwe/key` (the connection is accepted and never
+ *   answered until the hang is lifted or the simulator closes).
+ * - Counters for fault tests: every POST /card per task_id (accepted or not), and how many POST /card
+ *   were in flight at once (the most seen).
+ * - Optionally, as Knot does after it got a card, a CARD_UPDATING webhook for the task, retried until
+ *   the receiver answers 200 (Knot retries a webhook "up to two more times, minutes apart"; scaled down
+ *   here).
  *
  * Received cards are kept in memory for the caller to check; nothing here logs them.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
 import { compactDecrypt } from "jose";
-import { KNOT_ENCRYPTION_TYPE, type KnotWebhookBody, knotWebhookSignature } from "./knot-webhooks.js";
+import {
+  cardIdEvent,
+  KNOT_ENCRYPTION_TYPE,
+  type KnotWebhookBody,
+  knotWebhookSignature,
+} from "./knot-webhooks.js";
 import { JsonNumberText, parseKeepingNumbers, partnerJson } from "./partner-json.js";
 
 /** The plaintext Knot's document describes (the card as Knot reads it; `street2` may be absent). */
@@ -70,6 +81,20 @@ export interface KnotFaults {
   /** Answer the next N GET /jwe/key with `keyFailStatus` (no body). */
   keyFailNext: number;
   keyFailStatus: number;
+  /** Accept POST /card and never answer (until `releaseHangs()` or close). */
+  hangCard: boolean;
+  /** Accept GET /jwe/key and never answer (until `releaseHangs()` or close). */
+  hangKey: boolean;
+}
+
+/** Where and how the simulator sends CARD_UPDATING after it accepted a card. */
+export interface CardUpdatingWebhooks {
+  readonly url: string;
+  /** Knot's pause between taking the card and starting the update. */
+  readonly delayMs: number;
+  /** Pause before a retry when the receiver did not answer 200. */
+  readonly retryMs: number;
+  readonly maxTries: number;
 }
 
 export interface KnotSimulatorOptions {
@@ -171,9 +196,22 @@ export class KnotSimulator {
     redirectLocation: undefined,
     keyFailNext: 0,
     keyFailStatus: 503,
+    hangCard: false,
+    hangKey: false,
   };
   jwkRequests = 0;
   cardRequests = 0;
+  /** POST /card requests per task_id as written in the body, whatever the answer. */
+  readonly cardPostsByTask = new Map<string, number>();
+  /** POST /card being handled right now, and the most there ever were at once. */
+  cardsInFlight = 0;
+  maxCardsInFlight = 0;
+  /** When set, each accepted card is followed by a CARD_UPDATING webhook for its task. */
+  cardUpdating: CardUpdatingWebhooks | undefined;
+  /** CARD_UPDATING webhooks the receiver acknowledged with 200. */
+  cardUpdatingDelivered = 0;
+  private readonly hung: (() => void)[] = [];
+  private readonly authenticated = new Map<string, KnotWebhookBody>();
   private keys: KeyPair;
   private rotations = 0;
   private app?: FastifyInstance;
@@ -210,21 +248,51 @@ export class KnotSimulator {
     });
     app.get("/jwe/key", async (_req, reply) => {
       this.jwkRequests++;
+      if (this.faults.hangKey) {
+        await this.hang();
+        return reply.code(503).send();
+      }
       if (this.faults.keyFailNext > 0) {
         this.faults.keyFailNext--;
         return reply.code(this.faults.keyFailStatus).send();
       }
       return this.keys.jwk;
     });
-    app.post("/card", (req, reply) => this.card(req.body, reply));
+    app.post("/card", async (req, reply) => {
+      this.cardsInFlight++;
+      this.maxCardsInFlight = Math.max(this.maxCardsInFlight, this.cardsInFlight);
+      try {
+        return await this.card(req.body, reply);
+      } finally {
+        this.cardsInFlight--;
+      }
+    });
     this.url = await app.listen({ host: "127.0.0.1", port: 0 });
     this.app = app;
     return this.url;
   }
 
+  /** Lifts the hang: every request held so far is answered 503, as if Knot came back failing. */
+  releaseHangs(): void {
+    for (const release of this.hung.splice(0)) release();
+  }
+
+  private hang(): Promise<void> {
+    return new Promise<void>((resolve) => this.hung.push(resolve));
+  }
+
   private async card(body: unknown, reply: FastifyReply) {
     this.cardRequests++;
     const f = this.faults;
+    const posted = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+    if (posted.task_id instanceof JsonNumberText) {
+      const id = posted.task_id.text;
+      this.cardPostsByTask.set(id, (this.cardPostsByTask.get(id) ?? 0) + 1);
+    }
+    if (f.hangCard) {
+      await this.hang();
+      return reply.code(503).send();
+    }
     if (f.delayMs > 0) await new Promise((r) => setTimeout(r, f.delayMs));
     if (f.redirectOnce) {
       f.redirectOnce = false;
@@ -273,7 +341,34 @@ export class KnotSimulator {
       return reject("INVALID_FIELD", invalidFieldBody("the expiration field must be MM/YYYY or MM/YY"));
     }
     this.received.push({ taskId, payload: card, receivedAt: Date.now(), kid });
+    if (this.cardUpdating) void this.notifyCardUpdating(taskId, this.cardUpdating);
     return { message: "Success" };
+  }
+
+  /** CARD_UPDATING for a task whose AUTHENTICATED this simulator sent, retried until acknowledged. */
+  private async notifyCardUpdating(taskId: string, how: CardUpdatingWebhooks): Promise<void> {
+    const auth = this.authenticated.get(taskId);
+    if (!auth) return;
+    const data = auth.data as { card_id: string };
+    const body = cardIdEvent("CARD_UPDATING", {
+      taskId: BigInt(taskId),
+      externalUserId: String(auth.external_user_id),
+      sessionId: String(auth.session_id),
+      merchant: auth.merchant as { id: number; name: string },
+      cardId: data.card_id,
+    });
+    await new Promise((r) => setTimeout(r, how.delayMs));
+    for (let i = 0; i < how.maxTries && this.app; i++) {
+      const status = await this.sendWebhook(how.url, body).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (status === 200) {
+        this.cardUpdatingDelivered++;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, how.retryMs));
+    }
   }
 
   /**
@@ -286,6 +381,9 @@ export class KnotSimulator {
     opts: { signature?: string; secret?: string } = {},
   ): Promise<{ status: number; body: unknown }> {
     const text = partnerJson(body);
+    if (body.event === "AUTHENTICATED" && body.task_id !== undefined) {
+      this.authenticated.set(String(body.task_id), body);
+    }
     const contentType = "application/json";
     const signature =
       opts.signature ??
@@ -310,7 +408,10 @@ export class KnotSimulator {
   }
 
   async close(): Promise<void> {
-    await this.app?.close();
+    const app = this.app;
+    this.app = undefined;
+    this.releaseHangs();
+    await app?.close();
   }
 }
 
