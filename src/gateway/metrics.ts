@@ -64,6 +64,12 @@ export class GatewayMetrics {
     labelNames: ["outcome", "code"] as const,
     registers: [this.registry],
   });
+  readonly sendCardUncertain = new Counter({
+    name: "gateway_send_card_uncertain_posts_total",
+    help: "Jobs resumed after a POST /card whose answer was never recorded, by how that was resolved",
+    labelNames: ["resolution"] as const,
+    registers: [this.registry],
+  });
   readonly deadlineMisses = new Counter({
     name: "gateway_send_card_deadline_misses_total",
     help: "Send-card jobs that did not get Knot's 200 within the deadline",

@@ -12,8 +12,14 @@ import type { CustodyCaller } from "./custody-client.js";
 import { SendCardError } from "./errors.js";
 import type { KnotResponse } from "./knot/client.js";
 import { GatewayMetrics } from "./metrics.js";
-import { type KnotApi, runSendJob } from "./sendcard/send-job.js";
-import type { CardForSend, CardLookup, GatewayRepository, SendCardJob } from "./storage/repository.js";
+import { isLeaseLost, type KnotApi, runSendJob } from "./sendcard/send-job.js";
+import type {
+  CardForSend,
+  CardLookup,
+  GatewayRepository,
+  KnotCardWord,
+  SendCardJob,
+} from "./storage/repository.js";
 
 const DEADLINE = 15_000;
 type Step = KnotResponse | SendCardError;
@@ -40,10 +46,19 @@ function harness(
     decryptedLast4?: string;
     decryptedBin?: string;
     start?: number;
+    /** A previous owner's unanswered POST (SendCardJob.postStartedAt). */
+    postStartedAt?: number;
+    /** Knot's word on the task as storage would answer it, asked at fake time `t`. */
+    word?: (t: number) => KnotCardWord;
+    grace?: number;
+    ownsLease?: boolean;
+    /** Time already gone from the job's window when it runs (a job resumed after a crash). */
+    elapsed?: number;
   } = {},
 ) {
   let t = o.start ?? 0;
   const custodyCalls: string[] = [];
+  const order: string[] = [];
   const sleeps: number[] = [];
   const unusable: string[] = [];
   const posts = [...(o.posts ?? [{ status: 200 }])];
@@ -62,6 +77,7 @@ function harness(
       if (keys.length > 0) currentKey = keys.shift()!;
     },
     postCard: async (taskId, jwe) => {
+      order.push("post");
       knotCalls.post++;
       posted.push(`${taskId}:${jwe}`);
       t += 10;
@@ -90,6 +106,11 @@ function harness(
     findCardForTask: async () => o.lookup ?? { kind: "card", card: STORED },
     getCardholder: async () => ({ name: "profile" }),
     renewLease: async () => true,
+    beginPost: async () => {
+      order.push("beginPost");
+      return o.ownsLease ?? true;
+    },
+    knotCardWord: async () => (o.word ? o.word(t) : { kind: "silent" }),
     markCardUnusable: async (uuid: string, reason: string) => {
       unusable.push(`${uuid}:${reason}`);
     },
@@ -105,7 +126,9 @@ function harness(
     deadlineAt: t + DEADLINE,
     state: "running",
     attempts: 1,
+    ...(o.postStartedAt !== undefined ? { postStartedAt: o.postStartedAt } : {}),
   };
+  t += o.elapsed ?? 0;
   const run = () =>
     runSendJob(job, {
       repo,
@@ -117,6 +140,7 @@ function harness(
       attemptTimeoutMs: 4_000,
       leaseMs: 6_000,
       backoff: { baseMs: 100, capMs: 2_000 },
+      uncertainGraceMs: o.grace ?? 0,
       log,
       now: () => t,
       sleep: async (ms) => {
@@ -125,7 +149,7 @@ function harness(
       },
       random: () => 0.5,
     });
-  return { run, sleeps, knotCalls, posted, unusable, metrics, logs, custodyCalls, clock: () => t };
+  return { run, sleeps, knotCalls, posted, unusable, metrics, logs, custodyCalls, order, clock: () => t };
 }
 
 const unavailable = { status: 503 };
@@ -321,5 +345,92 @@ describe("which card a task may send (issue 13: replayed signature, card lookup,
     });
     expect(await purged.run()).toMatchObject({ state: "failed", errorCode: "CARD_SECRETS_PURGED" });
     expect(purged.custodyCalls).toEqual([]);
+  });
+});
+
+describe("a POST /card whose answer was never recorded (issue 17, the crash window)", () => {
+  const received: KnotCardWord = { kind: "received", event: "CARD_UPDATING" };
+  const uncertain = async (m: GatewayMetrics, resolution: string) =>
+    (await m.registry.getSingleMetric("gateway_send_card_uncertain_posts_total")!.get()).values.find(
+      (v) => v.labels.resolution === resolution,
+    )?.value ?? 0;
+
+  it("records the POST durably before it leaves, on every attempt", async () => {
+    const h = harness({ posts: [unavailable, { status: 200 }] });
+    expect(await h.run()).toMatchObject({ state: "sent" });
+    expect(h.order).toEqual(["beginPost", "post", "beginPost", "post"]);
+  });
+
+  it("does not post when the lease was lost before the POST", async () => {
+    const h = harness({ ownsLease: false });
+    await expect(h.run()).rejects.toSatisfy(isLeaseLost);
+    expect(h.knotCalls.post).toBe(0);
+  });
+
+  it("a job resumed after a crash whose card Knot confirmed (CARD_UPDATING) ends sent without a second POST", async () => {
+    const h = harness({ postStartedAt: 0, word: () => received, grace: 2_000 });
+    const out = await h.run();
+    expect(out).toMatchObject({ state: "sent", sentCardUuid: "u-1" });
+    expect(out!.knotStatus).toBeUndefined();
+    expect(h.knotCalls.post).toBe(0);
+    expect(h.custodyCalls).toHaveLength(0);
+    expect(await uncertain(h.metrics, "confirmed_by_knot")).toBe(1);
+  });
+
+  it("waits for Knot's word (polling) and stops as soon as it arrives", async () => {
+    const h = harness({
+      postStartedAt: 0,
+      word: (t) => (t >= 300 ? received : { kind: "silent" }),
+      grace: 2_000,
+    });
+    expect(await h.run()).toMatchObject({ state: "sent" });
+    expect(h.sleeps).toEqual([100, 100, 100]);
+    expect(h.knotCalls.post).toBe(0);
+  });
+
+  it("posts again, once, after the grace when Knot stays silent", async () => {
+    const h = harness({ postStartedAt: 0, grace: 2_000 });
+    expect(await h.run()).toMatchObject({ state: "sent", knotStatus: 200 });
+    expect(h.sleeps.reduce((a, b) => a + b, 0)).toBe(2_000);
+    expect(h.knotCalls.post).toBe(1);
+    expect(await uncertain(h.metrics, "resent")).toBe(1);
+  });
+
+  it("never waits past the last moment a full attempt fits before the deadline", async () => {
+    // Resumed 10 s into the 15 s window: with 4 s per attempt, at most 1 s is left to wait.
+    const h = harness({ postStartedAt: 0, grace: 5_000, elapsed: 10_000 });
+    expect(await h.run()).toMatchObject({ state: "sent", knotStatus: 200 });
+    expect(h.sleeps.reduce((a, b) => a + b, 0)).toBe(1_000);
+    expect(h.knotCalls.post).toBe(1);
+  });
+
+  it("CARD_FAILED from Knot ends the job without posting again", async () => {
+    const h = harness({
+      postStartedAt: 0,
+      word: () => ({ kind: "failed", reason: "card expired" }),
+      grace: 2_000,
+    });
+    expect(await h.run()).toMatchObject({
+      state: "failed",
+      errorCode: "KNOT_TASK_FAILED",
+      errorMessage: expect.stringContaining("card expired"),
+    });
+    expect(h.knotCalls.post).toBe(0);
+  });
+
+  it("a POST that timed out is not repeated when Knot's CARD_UPDATING arrives meanwhile", async () => {
+    const h = harness({
+      posts: [timeout(), { status: 200 }],
+      word: (t) => (t >= 200 ? received : { kind: "silent" }),
+      grace: 2_000,
+    });
+    expect(await h.run()).toMatchObject({ state: "sent" });
+    expect(h.knotCalls.post).toBe(1);
+  });
+
+  it("a Knot answer (503) is no uncertainty: the retry posts without waiting for Knot's word", async () => {
+    const h = harness({ posts: [unavailable, { status: 200 }], grace: 2_000 });
+    expect(await h.run()).toMatchObject({ state: "sent" });
+    expect(h.sleeps).toEqual([50]);
   });
 });

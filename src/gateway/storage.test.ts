@@ -434,6 +434,29 @@ describe.each(Object.keys(drivers))("repository on %s", (driver) => {
     expect(await repo.claimJobs("C", 30_000, 40_000, 10)).toEqual([]);
   });
 
+  it("a POST begun and never answered is known to the next owner (issue 17 crash window)", async () => {
+    await repo.recordKnotEvent(knot({ sendCard: { send: true, deadlineAt: 20_000 } }));
+    const [a] = await repo.claimJobs("A", 1_000, 5_000, 10);
+    expect(a?.postStartedAt).toBeUndefined();
+    expect(await repo.beginPost("25605", "B", 1_500, 7_000)).toBe(false);
+    expect(await repo.beginPost("25605", "A", 1_500, 7_000)).toBe(true);
+    // beginPost extended A's lease to 7 s: nobody can take the job at 6 s.
+    expect(await repo.claimJobs("B", 6_000, 10_000, 10)).toEqual([]);
+    const [b] = await repo.claimJobs("B", 7_001, 12_000, 10);
+    expect(b).toMatchObject({ taskId: "25605", postStartedAt: 1_500 });
+  });
+
+  it("reads Knot's word on a task's card: silent, received (CARD_UPDATING/UPDATED), failed with its reason", async () => {
+    expect(await repo.knotCardWord("25605")).toEqual({ kind: "silent" });
+    await repo.recordKnotEvent(
+      knot({ digest: "f", event: "CARD_FAILED", failureReason: "card expired", timestamp: 2_000 }),
+    );
+    expect(await repo.knotCardWord("25605")).toEqual({ kind: "failed", reason: "card expired" });
+    await repo.recordKnotEvent(knot({ digest: "u", event: "CARD_UPDATING", timestamp: 1_500 }));
+    expect(await repo.knotCardWord("25605")).toEqual({ kind: "received", event: "CARD_UPDATING" });
+    expect(await repo.knotCardWord("other")).toEqual({ kind: "silent" });
+  });
+
   it("a job can be leased in the webhook's own transaction; a second AUTHENTICATED adds no job", async () => {
     const claimBy = { owner: "W", leaseUntil: 5_000 };
     expect(

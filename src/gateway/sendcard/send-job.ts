@@ -14,6 +14,14 @@
  *   unusable so a differing redelivery from Dotva may replace its secrets.
  * - any other 4xx and every final redirect: final, recorded with Knot's status and code.
  *
+ * - a POST /card whose answer we never recorded (a crash between Knot's 200 and finishJob, or a timeout
+ *   that may have fired after Knot took the card): Knot's /card has no idempotency key, so the only sign
+ *   that the card arrived is Knot's own CARD_UPDATING / CARD_UPDATED webhook. Before posting again the
+ *   job waits for that word (at most `uncertainGraceMs`, and never past the last moment a full attempt
+ *   still fits): CARD_UPDATING or CARD_UPDATED ends the job as sent without a second POST, CARD_FAILED
+ *   ends it failed (KNOT_TASK_FAILED); silence means the card is posted again, and Knot may see that
+ *   task twice. `post_started_at` is written durably before every POST so the next owner knows.
+ *
  * Which card: only one bound to the task's external_user_id (PUT /v1/cardholders/{id}/cards/{card_id}),
  * looked up by that binding's (workspace_id, card_id). A Knot signature does not cover task_id,
  * external_user_id or data.card_id, so a task naming a card its user does not own is refused, final and
@@ -27,7 +35,7 @@ import { type CustodyCaller, custodyJobCode } from "../custody-client.js";
 import { SendCardError } from "../errors.js";
 import type { KnotClient } from "../knot/client.js";
 import type { GatewayMetrics } from "../metrics.js";
-import type { GatewayRepository, JobOutcome, SendCardJob } from "../storage/repository.js";
+import type { GatewayRepository, JobOutcome, KnotCardWord, SendCardJob } from "../storage/repository.js";
 import { nextRetryDelay } from "./backoff.js";
 
 export type KnotApi = Pick<KnotClient, "jwk" | "invalidateJwk" | "postCard">;
@@ -43,6 +51,8 @@ export interface SendJobContext {
   readonly attemptTimeoutMs: number;
   readonly leaseMs: number;
   readonly backoff: { readonly baseMs: number; readonly capMs: number };
+  /** Longest wait for Knot's word on a POST whose answer was never recorded (UNCERTAIN_GRACE_MS). */
+  readonly uncertainGraceMs?: number;
   readonly log?: Logger;
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
@@ -53,6 +63,14 @@ export interface SendJobContext {
 class LeaseLost extends Error {}
 
 const MIN_ATTEMPT_MS = 50;
+
+/**
+ * How long a job whose last POST /card went unanswered waits for Knot's CARD_UPDATING before posting
+ * again. Knot's documents give no latency for that webhook; two seconds of a fifteen-second window is
+ * the trade made here between a duplicate card at Knot and a late one.
+ */
+export const UNCERTAIN_GRACE_MS = 2_000;
+const WORD_POLL_MS = 100;
 
 /** Custody reasons that say the card's secrets themselves can never be re-encrypted. */
 const UNUSABLE_SECRET_REASONS: readonly ReasonCode[] = [
@@ -153,7 +171,36 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
   let retry = 0;
   let attempt = 0;
   let last: SendCardError | undefined;
+  // A previous owner began a POST and recorded no answer: the card may already be at Knot.
+  let uncertain = job.postStartedAt !== undefined;
   for (;;) {
+    if (uncertain) {
+      const word = await knotWord(job, ctx, now, sleep);
+      if (word.kind === "received") {
+        ctx.metrics.sendCardUncertain.inc({ resolution: "confirmed_by_knot" });
+        ctx.log?.info(
+          { taskId: job.taskId, knotEvent: word.event },
+          "Knot's webhook shows the card arrived after an unanswered POST; not posted again",
+        );
+        return { state: "sent", completedAt: now(), sentCardUuid: card.cardUuid };
+      }
+      if (word.kind === "failed") {
+        ctx.metrics.sendCardUncertain.inc({ resolution: "knot_task_failed" });
+        return fail(
+          new SendCardError(
+            "KNOT_TASK_FAILED",
+            `Knot sent CARD_FAILED${word.reason ? ` (${word.reason})` : ""} for this task after an unanswered POST; the card is not posted again`,
+            false,
+          ),
+        );
+      }
+      ctx.metrics.sendCardUncertain.inc({ resolution: "resent" });
+      ctx.log?.warn(
+        { taskId: job.taskId },
+        "no word from Knot after an unanswered POST /card; posting again (Knot may see this task twice)",
+      );
+      uncertain = false;
+    }
     const remaining = job.deadlineAt - now();
     if (remaining < MIN_ATTEMPT_MS) {
       return fail(
@@ -194,7 +241,19 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
           "custody decrypted a card whose BIN or last four digits differ from the stored card_bin/card_last4; nothing sent",
         );
       }
-      const res = await ctx.knot.postCard(job.taskId, out.jwe, budget());
+      // Durable before the request leaves: whoever holds the job after a crash knows a POST may have
+      // reached Knot. Knot's /card takes no idempotency key, so this is all the protocol allows.
+      if (!(await ctx.repo.beginPost(job.taskId, ctx.owner, now(), now() + ctx.leaseMs))) {
+        throw new LeaseLost();
+      }
+      let res: Awaited<ReturnType<KnotApi["postCard"]>>;
+      try {
+        res = await ctx.knot.postCard(job.taskId, out.jwe, budget());
+      } catch (error) {
+        // No answer: Knot may have taken the card and its 200 been lost with the connection.
+        uncertain = true;
+        throw error;
+      }
       if (res.status >= 200 && res.status < 300) {
         const completedAt = now();
         ctx.metrics.sendCardLatency.observe((completedAt - job.receivedAt) / 1000);
@@ -258,6 +317,27 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
       retry++;
       await sleep(delay);
     }
+  }
+}
+
+/**
+ * Knot's word on the task, waiting for it at most `uncertainGraceMs` and never past the last moment at
+ * which a full attempt still fits before the deadline.
+ */
+async function knotWord(
+  job: SendCardJob,
+  ctx: SendJobContext,
+  now: () => number,
+  sleep: (ms: number) => Promise<void>,
+): Promise<KnotCardWord> {
+  const until = Math.min(
+    now() + (ctx.uncertainGraceMs ?? UNCERTAIN_GRACE_MS),
+    job.deadlineAt - ctx.attemptTimeoutMs,
+  );
+  for (;;) {
+    const word = await ctx.repo.knotCardWord(job.taskId);
+    if (word.kind !== "silent" || now() >= until) return word;
+    await sleep(Math.min(WORD_POLL_MS, until - now()));
   }
 }
 

@@ -196,6 +196,15 @@ CREATE TABLE card_owners (
 );
 `;
 
+/**
+ * Issue 17 (the crash window between Knot's 200 and our record of it): `post_started_at` is written
+ * durably before each POST /card, so whoever holds the job next knows a POST may have reached Knot
+ * without its answer being recorded.
+ */
+const v4Tables = (t: { bigint: string }) => `
+ALTER TABLE send_jobs ADD COLUMN post_started_at ${t.bigint};
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -214,5 +223,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "no raw bodies, secrets purge, one body per Knot (event, session_id), card owners",
     sqlite: v3Tables({ bigint: "INTEGER" }),
     postgres: v3Tables({ bigint: "BIGINT" }),
+  },
+  {
+    version: 4,
+    name: "send-card jobs record that a POST /card began",
+    sqlite: v4Tables({ bigint: "INTEGER" }),
+    postgres: v4Tables({ bigint: "BIGINT" }),
   },
 ];

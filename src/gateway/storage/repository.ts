@@ -159,7 +159,24 @@ export interface SendCardJob {
   readonly deadlineAt: number;
   readonly state: JobState;
   readonly attempts: number;
+  /**
+   * Set when a POST /card for this job began and no answer was recorded: the card may have reached
+   * Knot (a crash between Knot's 200 and finishJob).
+   */
+  readonly postStartedAt?: number;
 }
+
+/**
+ * What Knot's own webhooks say about a task's card, the only sign the protocol gives that a POST /card
+ * arrived (Knot's /card has no idempotency key):
+ * - received: CARD_UPDATING or CARD_UPDATED, Knot has the card;
+ * - failed: CARD_FAILED, Knot ended the task (its documented reason with it);
+ * - silent: nothing yet.
+ */
+export type KnotCardWord =
+  | { readonly kind: "received"; readonly event: string }
+  | { readonly kind: "failed"; readonly reason?: string }
+  | { readonly kind: "silent" };
 
 export interface TaskView {
   readonly taskId: string;
@@ -268,6 +285,13 @@ export interface GatewayRepository {
   claimJobs(owner: string, now: number, leaseUntil: number, limit: number): Promise<SendCardJob[]>;
   /** Extends a lease; false when the job is no longer ours (another worker took it). */
   renewLease(taskId: string, owner: string, leaseUntil: number): Promise<boolean>;
+  /**
+   * Records, durably and before the request leaves, that a POST /card begins at `at` (and extends the
+   * lease); false when the job is no longer ours.
+   */
+  beginPost(taskId: string, owner: string, at: number, leaseUntil: number): Promise<boolean>;
+  /** Knot's CARD_UPDATING / CARD_UPDATED / CARD_FAILED for this task, if any arrived. */
+  knotCardWord(taskId: string): Promise<KnotCardWord>;
   /** Records the end of a job; ignored (false) when `owner` no longer holds it. */
   finishJob(taskId: string, owner: string, outcome: JobOutcome): Promise<boolean>;
   /** Marks jobs whose deadline passed without anyone holding them as failed; returns their task ids. */

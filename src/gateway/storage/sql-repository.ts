@@ -50,6 +50,9 @@ export abstract class SqlRepository implements GatewayRepository {
     this.write((tx) => q.claimJobs(tx, owner, now, leaseUntil, limit, this.claimLock));
   renewLease: GatewayRepository["renewLease"] = (id, owner, leaseUntil) =>
     this.write((tx) => q.renewLease(tx, id, owner, leaseUntil));
+  beginPost: GatewayRepository["beginPost"] = (id, owner, at, leaseUntil) =>
+    this.write((tx) => q.beginPost(tx, id, owner, at, leaseUntil));
+  knotCardWord: GatewayRepository["knotCardWord"] = (id) => q.knotCardWord(this.r, id);
   finishJob: GatewayRepository["finishJob"] = (id, owner, outcome) =>
     this.write((tx) => q.finishJob(tx, id, owner, outcome));
   expireJobs: GatewayRepository["expireJobs"] = (now) => this.write((tx) => q.expireJobs(tx, now));

@@ -9,6 +9,7 @@ import type {
   DotvaCard,
   DotvaStoreResult,
   JobOutcome,
+  KnotCardWord,
   KnotEventRecord,
   KnotRecordOutcome,
   MerchantAvailability,
@@ -521,6 +522,9 @@ function toJob(r: Row): SendCardJob {
     deadlineAt: num(r.deadline_at),
     state: String(r.state) as SendCardJob["state"],
     attempts: num(r.attempts),
+    ...(r.post_started_at !== null && r.post_started_at !== undefined
+      ? { postStartedAt: num(r.post_started_at) }
+      : {}),
   };
 }
 
@@ -556,6 +560,35 @@ export async function renewLease(
     [leaseUntil, taskId, owner],
   );
   return n === 1;
+}
+
+export async function beginPost(
+  tx: SqlRunner,
+  taskId: string,
+  owner: string,
+  at: number,
+  leaseUntil: number,
+): Promise<boolean> {
+  const n = await tx.execute(
+    `UPDATE send_jobs SET post_started_at = ?, lease_until = ?
+     WHERE task_id = ? AND lease_owner = ? AND state = 'running'`,
+    [at, leaseUntil, taskId, owner],
+  );
+  return n === 1;
+}
+
+export async function knotCardWord(tx: SqlRunner, taskId: string): Promise<KnotCardWord> {
+  const rows = await tx.query(
+    `SELECT DISTINCT event FROM knot_events
+     WHERE task_id = ? AND event IN ('CARD_UPDATING', 'CARD_UPDATED', 'CARD_FAILED')`,
+    [taskId],
+  );
+  const events = rows.map((r) => String(r.event));
+  const received = events.find((e) => e !== "CARD_FAILED");
+  if (received !== undefined) return { kind: "received", event: received };
+  if (events.length === 0) return { kind: "silent" };
+  const task = await tx.query("SELECT failure_reason FROM knot_tasks WHERE task_id = ?", [taskId]);
+  return { kind: "failed", ...(task[0]?.failure_reason ? { reason: String(task[0].failure_reason) } : {}) };
 }
 
 export async function finishJob(
