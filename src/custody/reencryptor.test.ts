@@ -1,7 +1,9 @@
 /**
- * The worker pool on its own: a worker that dies mid-call fails its calls cleanly and is replaced, a
- * full queue answers OVERLOADED (RESOURCE_EXHAUSTED), close() lets accepted calls finish, and a key the
- * main thread unwraps (a token's) reaches the worker as a content key that decrypts.
+ * The re-encryption runners on their own, both modes (CUSTODY_WORKERS > 0: the worker pool; 0: inline
+ * on the main thread): a full queue answers OVERLOADED (RESOURCE_EXHAUSTED), close() lets accepted calls
+ * finish, a key the main thread unwraps (a token's) gives a content key that decrypts and is overwritten
+ * afterwards. Pool only: a worker that dies mid-call fails its calls cleanly and is replaced. Inline
+ * only: other callbacks on the main thread run between batches.
  */
 import { createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { status } from "@grpc/grpc-js";
@@ -14,7 +16,7 @@ import { dotvaJwe } from "../tools/testing/custody-harness.js";
 import { USER } from "../tools/testing/profile.js";
 import type { Key } from "./keystore/key-store.js";
 import { privateKeyUnwrap } from "./keystore/private-key-unwrap.js";
-import { Reencryptor, type ReencryptResult } from "./reencryptor.js";
+import { createReencryptor, Reencryptor, type ReencryptResult, type ReencryptRunner } from "./reencryptor.js";
 
 const dotva = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const knot = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -44,7 +46,7 @@ function keyOf(privateKey: KeyObject, where: "in-process" | "main-thread"): Key 
     : { info, generation: 1, unwrap };
 }
 
-let pool: Reencryptor | undefined;
+let pool: ReencryptRunner | undefined;
 afterEach(async () => {
   await pool?.close();
   pool = undefined;
@@ -67,11 +69,12 @@ function outcome(result: ReencryptResult): string {
 
 describe("Reencryptor (worker pool)", () => {
   it("fails the calls of a worker that dies mid-call with INTERNAL, runs the queued ones on its replacement, and recovers", async () => {
-    pool = new Reencryptor({ workers: 1, maxQueue: 8 });
-    await pool.warmUp();
+    const workers = new Reencryptor({ workers: 1, maxQueue: 8 });
+    pool = workers;
+    await workers.warmUp();
     const key = keyOf(dotva.privateKey, "in-process");
     const jobs = await Promise.all(Array.from({ length: 6 }, job));
-    const dying = pool.threads[0]!;
+    const dying = workers.threads[0]!;
     // Four go to the worker at once, two wait in the queue; the worker is ended before it can answer.
     const calls = jobs.map((j) => pool!.run(j, key));
     await dying.terminate();
@@ -81,24 +84,36 @@ describe("Reencryptor (worker pool)", () => {
     expect(results[0]!.ok ? "" : results[0]!.failure.message).toBe(
       "internal error; the custody operator has the details",
     );
-    expect(pool.threads[0]).not.toBe(dying);
+    expect(workers.threads[0]).not.toBe(dying);
     const next = await pool.run(await job(), key);
     expect(outcome(next)).toBe("ok");
     const { plaintext } = await compactDecrypt(next.ok ? next.jwe : "", knot.privateKey);
     expect(JSON.parse(new TextDecoder().decode(plaintext)).card.number).toBe("4242424242424242");
   });
+});
 
+/** Calls a runner holds besides its queue: the pool's tasks already in its workers' ports. */
+const MODES = [
+  { name: "worker pool, 1 thread", workers: 1, beyondQueue: 4 },
+  { name: "inline", workers: 0, beyondQueue: 0 },
+] as const;
+
+describe.each(MODES)("re-encryption runner ($name)", ({ workers, beyondQueue }) => {
   it("answers OVERLOADED (RESOURCE_EXHAUSTED) when every worker is busy and the queue is full, and runs what it accepted", async () => {
-    pool = new Reencryptor({ workers: 1, maxQueue: 2 });
+    pool = createReencryptor({ workers, maxQueue: 2 });
     await pool.warmUp();
     const key = keyOf(dotva.privateKey, "in-process");
-    const jobs = await Promise.all(Array.from({ length: 7 }, job));
+    const accepted = beyondQueue + 2;
+    const jobs = await Promise.all(Array.from({ length: accepted + 1 }, job));
     const results = await Promise.all(jobs.map((j) => pool!.run(j, key)));
-    expect(results.map(outcome)).toEqual([...Array(6).fill("ok"), `${status.RESOURCE_EXHAUSTED}:OVERLOADED`]);
+    expect(results.map(outcome)).toEqual([
+      ...Array(accepted).fill("ok"),
+      `${status.RESOURCE_EXHAUSTED}:OVERLOADED`,
+    ]);
   });
 
   it("close() lets the calls it accepted finish, then refuses new ones", async () => {
-    pool = new Reencryptor({ workers: 1, maxQueue: 4 });
+    pool = createReencryptor({ workers, maxQueue: 6 });
     await pool.warmUp();
     const key = keyOf(dotva.privateKey, "in-process");
     const jobs = await Promise.all(Array.from({ length: 6 }, job));
@@ -112,12 +127,53 @@ describe("Reencryptor (worker pool)", () => {
   });
 
   it("a key unwrapped on the main thread (a token's) gives the worker the content key; a tampered encrypted key fails like any decrypt failure", async () => {
-    pool = new Reencryptor({ workers: 2, maxQueue: 4 });
+    pool = createReencryptor({ workers: workers && 2, maxQueue: 4 });
     await pool.warmUp();
     const key = keyOf(dotva.privateKey, "main-thread");
     expect(outcome(await pool.run(await job(), key))).toBe("ok");
     const tampered = await job();
     tampered.jwe.encryptedKey[10]! ^= 1;
     expect(outcome(await pool.run(tampered, key))).toBe(`${status.INVALID_ARGUMENT}:JWE_DECRYPT_FAILED`);
+  });
+  it("overwrites the content key a token unwrapped, also for a job whose deadline passed before it ran", async () => {
+    pool = createReencryptor({ workers, maxQueue: 4 });
+    await pool.warmUp();
+    const token = keyOf(dotva.privateKey, "main-thread");
+    const handedOut: Buffer[] = [];
+    const key: Key = {
+      ...token,
+      unwrap: async (encryptedKey) => {
+        const cek = await token.unwrap(encryptedKey);
+        handedOut.push(cek);
+        return cek;
+      },
+    };
+    const ok = await pool.run(await job(), key);
+    const expired = await pool.run({ ...(await job()), deadline: Date.now() - 1 }, key);
+    expect([outcome(ok), outcome(expired)]).toEqual(["ok", `${status.DEADLINE_EXCEEDED}:DEADLINE_EXCEEDED`]);
+    expect(handedOut).toHaveLength(2);
+    for (const cek of handedOut) expect(cek.equals(Buffer.alloc(cek.length))).toBe(true);
+  });
+});
+
+describe("re-encryption runner (inline only)", () => {
+  it("runs other main-thread callbacks between batches of jobs, and restores the stack-trace limit", async () => {
+    pool = createReencryptor({ workers: 0, maxQueue: 64 });
+    const limitBefore = Error.stackTraceLimit;
+    const key = keyOf(dotva.privateKey, "in-process");
+    const jobs = await Promise.all(Array.from({ length: 16 }, job));
+    let done = 0;
+    const calls = jobs.map((j) =>
+      pool!.run(j, key).then((result) => {
+        done++;
+        return result;
+      }),
+    );
+    // A timer due in 1 ms fires after at most one batch (4 RSA private operations take longer than that),
+    // not after all 16 jobs.
+    const doneWhenTimerRan = await new Promise<number>((resolve) => setTimeout(() => resolve(done), 0));
+    expect(doneWhenTimerRan).toBeLessThanOrEqual(4);
+    expect((await Promise.all(calls)).map(outcome)).toEqual(Array(16).fill("ok"));
+    expect(Error.stackTraceLimit).toBe(limitBefore);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * The pool of worker threads that run re-encryptions, sized to the cores: RSA private operations are
- * CPU-bound and the main thread must stay free for TLS and gRPC framing.
+ * CPU-bound and the main thread must stay free for TLS and gRPC framing. The other mode,
+ * CUSTODY_WORKERS=0, runs them on the main thread instead (reencrypt-inline.ts); createReencryptor picks.
  *
  * Hand-written rather than a general pool library (piscina before): custody needs a small, fixed part of
  * one, and the parts it needs are custody's own (the content key a token unwrapped before dispatch, the
@@ -26,6 +27,7 @@ import type { KnotUser } from "../core/card/knot-user.js";
 import type { ParsedJwe } from "../core/crypto/jwe-decrypt.js";
 import { InternalError, OverloadedError, toGrpcFailure } from "./errors.js";
 import type { Key } from "./keystore/key-store.js";
+import { InlineReencryptor } from "./reencrypt-inline.js";
 import { CONTENT_KEY_BYTES, type ReencryptResult, type WorkerReply, type WorkerTask } from "./worker/task.js";
 
 export type { ReencryptResult } from "./worker/task.js";
@@ -44,6 +46,27 @@ export interface ReencryptJob {
   readonly user: KnotUser;
   readonly now: number;
   readonly deadline: number;
+}
+
+/** What the service needs of a re-encryption runner: the worker pool, or the inline one. */
+export interface ReencryptRunner {
+  /** Worker threads; 0 in inline mode (re-encryption on the main thread). */
+  readonly workers: number;
+  /** Jobs admitted and not yet running (the metrics' queue depth); at maxQueue, new calls are OVERLOADED. */
+  readonly queued: number;
+  warmUp(): Promise<void>;
+  /** Resolves with the result or a failure; rejects only on a bug. */
+  run(job: ReencryptJob, key: Key): Promise<ReencryptResult>;
+  /** Lets the accepted jobs finish, then refuses new ones and releases the threads. */
+  close(): Promise<void>;
+}
+
+/** CUSTODY_WORKERS: 0 = inline on the main thread (reencrypt-inline.ts), otherwise this pool's size. */
+export function createReencryptor(options: {
+  readonly workers: number;
+  readonly maxQueue: number;
+}): ReencryptRunner {
+  return options.workers === 0 ? new InlineReencryptor(options) : new Reencryptor(options);
 }
 
 /**
@@ -85,7 +108,7 @@ const overloaded = (): ReencryptResult => ({
   failure: toGrpcFailure(new OverloadedError("custody is at capacity; retry with backoff")),
 });
 
-export class Reencryptor {
+export class Reencryptor implements ReencryptRunner {
   readonly workers: number;
   private readonly slots: Slot[] = [];
   private readonly queue: Queued[] = [];

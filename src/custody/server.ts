@@ -25,7 +25,7 @@ import { HealthState } from "./health.js";
 import type { ManagedKeyStore, ReloadResult } from "./keystore/key-store.js";
 import { CustodyMetrics, serveMetrics } from "./metrics.js";
 import { openKeyStore } from "./open-key-store.js";
-import { Reencryptor } from "./reencryptor.js";
+import { createReencryptor } from "./reencryptor.js";
 import { reencryptHandler } from "./service.js";
 import { type MutualTlsCredentials, mutualTlsCredentials } from "./tls.js";
 
@@ -108,7 +108,7 @@ export async function startCustody(
       ? loadCallerPolicy(config.callerPolicyFile, config.env)
       : globalGrants(config.callers.reencrypt, config.recipients);
   const keys = opts.keys ?? (await openKeyStore(config.keyStore, logger));
-  const reencryptor = new Reencryptor({ workers: config.workers, maxQueue: config.limits.maxQueue });
+  const reencryptor = createReencryptor({ workers: config.workers, maxQueue: config.limits.maxQueue });
   await reencryptor.warmUp();
   const metrics = config.metricsListen ? new CustodyMetrics(() => reencryptor.queued) : undefined;
   if (metrics && config.tls) {

@@ -1,5 +1,6 @@
 /**
- * The custody service over real mTLS on 127.0.0.1, once per key store in STORE_FACTORIES: who may
+ * The custody service over real mTLS on 127.0.0.1, once per key store in STORE_FACTORIES and per
+ * re-encryption mode (worker pool, inline): who may
  * connect and call, what each failure looks like to the caller (status + reason code), the audit line
  * of each call, and that no card data reaches a log line or an error.
  */
@@ -35,7 +36,12 @@ function failure(outcome: CallOutcome) {
   return outcome;
 }
 
-describe.each(STORE_FACTORIES)("custody service over mTLS ($name store)", (factory) => {
+// Every store in both re-encryption modes: the worker pool, and inline on the main thread (CUSTODY_WORKERS=0).
+const CASES = STORE_FACTORIES.flatMap((factory) =>
+  [2, 0].map((workers) => ({ factory, workers, name: `${factory.name} store, CUSTODY_WORKERS=${workers}` })),
+);
+
+describe.each(CASES)("custody service over mTLS ($name)", ({ factory, workers }) => {
   const pki = testPki();
   const knotJwk = readFileSync(pki.knotJwk, "utf8").trim();
   const knotPrivate = createPrivateKey(readFileSync(pki.knotPrivateKey));
@@ -62,7 +68,10 @@ describe.each(STORE_FACTORIES)("custody service over mTLS ($name store)", (facto
       { name: "dotva-a", privateKey: dotva.privateKey, state: "active" },
       { name: "dotva-off", privateKey: disabledKey.privateKey, state: "disabled" },
     ]);
-    ({ custody, log } = await startTestCustody(baseEnv(pki), store.source));
+    ({ custody, log } = await startTestCustody(
+      baseEnv(pki, { CUSTODY_WORKERS: String(workers) }),
+      store.source,
+    ));
     gateway = custodyClient(custody.port, pki);
     clients.push(gateway);
   });

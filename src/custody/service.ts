@@ -31,14 +31,14 @@ import {
 } from "./errors.js";
 import type { KeyStore } from "./keystore/key-store.js";
 import { type CustodyMetrics, NOT_ADMITTED } from "./metrics.js";
-import type { Reencryptor } from "./reencryptor.js";
+import type { ReencryptRunner } from "./reencryptor.js";
 import { failureMetadata } from "./status-details.js";
 
 const REQUEST_ID = /^[A-Za-z0-9._:/-]{1,128}$/;
 
 export interface ServiceDeps {
   readonly keys: KeyStore;
-  readonly reencryptor: Reencryptor;
+  readonly reencryptor: ReencryptRunner;
   /** The grants in force now: read once per call, so a reload never splits one call across two policies. */
   readonly grants: () => Grants;
   readonly limits: CallerLimits;
