@@ -3,8 +3,16 @@
  * polling for the rest (jobs left by a restart or recorded by another instance). Jobs are leased in
  * storage, so any number of instances can run this loop against one PostgreSQL. The poll also expires
  * abandoned jobs and purges secrets past their retention (GatewayConfig.secrets).
+ *
+ * SEND_CARD_CONCURRENCY bounds the jobs in flight on every path that starts one: a job leased by the
+ * AUTHENTICATED webhook's own transaction, a job claimed by the poll (a restart's leftovers, another
+ * instance's lapsed leases) and every retry, which runs inside its job's slot. All of them go through
+ * one p-limit queue; the poll claims only as many jobs as there are free slots, and a webhook's job that
+ * finds every slot taken waits in the queue (its lease is renewed before it starts, so a job whose lease
+ * lapsed while queued and was taken by another instance is dropped, never run twice).
  */
 import { randomUUID } from "node:crypto";
+import pLimit, { type LimitFunction } from "p-limit";
 import type { Logger } from "pino";
 import type { SendCardJob } from "../storage/repository.js";
 import { isLeaseLost, runSendJob, type SendJobContext } from "./send-job.js";
@@ -18,6 +26,9 @@ export interface WorkerOptions extends Omit<SendJobContext, "owner"> {
 export class SendCardWorker {
   readonly owner = `gw-${process.pid}-${randomUUID().slice(0, 8)}`;
   private readonly running = new Set<Promise<void>>();
+  /** Task ids queued or running here: the poll may re-lease one of ours whose lease lapsed in the queue. */
+  private readonly held = new Set<string>();
+  private readonly limit: LimitFunction;
   private timer?: NodeJS.Timeout;
   private ticking = false;
   private again = false;
@@ -25,7 +36,15 @@ export class SendCardWorker {
   // Expiry sweeps ride on the poll timer only: a wake-up for a fresh job should cost one write, not two.
   private expireDue = true;
 
-  constructor(private readonly opts: WorkerOptions) {}
+  constructor(private readonly opts: WorkerOptions) {
+    // rejectOnClear: stop() drops the queue, and every queued job's promise must still settle.
+    this.limit = pLimit({ concurrency: opts.concurrency, rejectOnClear: true });
+  }
+
+  /** Jobs running now, and jobs leased to this instance waiting for a slot. */
+  get load(): { readonly active: number; readonly queued: number } {
+    return { active: this.limit.activeCount, queued: this.limit.pendingCount };
+  }
 
   start(): void {
     this.timer = setInterval(() => {
@@ -72,18 +91,39 @@ export class SendCardWorker {
       metrics.sendCardOutcomes.inc({ outcome: "failed", code: "DEADLINE_EXCEEDED" });
       this.opts.log.warn({ taskId }, "send-card job expired unattempted or abandoned");
     }
-    const free = this.opts.concurrency - this.running.size;
-    if (free <= 0) return;
+    const free = this.opts.concurrency - this.limit.activeCount - this.limit.pendingCount;
+    if (free <= 0 || this.stopped) return;
     const jobs = await repo.claimJobs(this.owner, now, now + this.opts.leaseMs, free);
     for (const job of jobs) {
-      const p = this.run(job).finally(() => this.running.delete(p));
-      this.running.add(p);
+      // Already queued here (its lease lapsed while it waited): the claim only renewed our lease.
+      if (!this.held.has(job.taskId)) this.enqueue(job);
     }
   }
 
-  private async run(job: SendCardJob): Promise<void> {
+  private enqueue(job: SendCardJob): void {
+    this.held.add(job.taskId);
+    // A job that waits for a slot may outlive its lease in the queue: it renews before it starts.
+    const waits = this.limit.activeCount + this.limit.pendingCount >= this.limit.concurrency;
+    const p = this.limit(() => this.run(job, waits))
+      .catch((error: unknown) => {
+        // Only stop() clears the queue: the job stays leased to us until its lease lapses.
+        this.opts.log.info({ taskId: job.taskId, err: error }, "queued send-card job dropped at shutdown");
+      })
+      .finally(() => {
+        this.held.delete(job.taskId);
+        this.running.delete(p);
+      });
+    this.running.add(p);
+  }
+
+  private async run(job: SendCardJob, renewFirst: boolean): Promise<void> {
     const { repo, metrics, log } = this.opts;
     try {
+      const now = (this.opts.now ?? Date.now)();
+      if (renewFirst && !(await repo.renewLease(job.taskId, this.owner, now + this.opts.leaseMs))) {
+        log.warn({ taskId: job.taskId }, "send-card job taken by another worker while queued here; dropped");
+        return;
+      }
       const outcome = await runSendJob(job, { ...this.opts, owner: this.owner });
       if (!outcome) return;
       const mine = await repo.finishJob(job.taskId, this.owner, outcome);
@@ -111,17 +151,20 @@ export class SendCardWorker {
     }
   }
 
-  /** Runs a job this instance leased to itself when it recorded the AUTHENTICATED webhook. */
+  /**
+   * Runs a job this instance leased to itself when it recorded the AUTHENTICATED webhook, in a free
+   * slot or, when all SEND_CARD_CONCURRENCY slots are busy, after the jobs queued before it.
+   */
   runClaimed(job: SendCardJob): void {
-    if (this.stopped) return;
-    const p = this.run(job).finally(() => this.running.delete(p));
-    this.running.add(p);
+    if (this.stopped || this.held.has(job.taskId)) return;
+    this.enqueue(job);
   }
 
-  /** Stops claiming and waits for jobs in flight (bounded by their deadlines). */
+  /** Stops claiming, drops queued jobs (their leases lapse to the next owner), waits for those running. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.limit.clearQueue();
     await Promise.allSettled([...this.running]);
   }
 }
