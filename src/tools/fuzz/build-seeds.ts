@@ -91,9 +91,14 @@ const fields = [facts.contentLength, facts.contentType, facts.encryptionType, fa
 add("knot-signature", [...fields, knotSignature("fuzz-client-secret", facts)].join("\u0000"));
 add("knot-signature", [...fields.slice(0, 4)].join("\u0000"));
 
-add("oaep-decode", Buffer.alloc(32, 0x41));
-add("oaep-decode", Buffer.concat([Buffer.alloc(32, 7), Buffer.from([0, 1])]));
-add("oaep-decode", Buffer.concat([Buffer.alloc(32, 7), Buffer.from([255, 1, 40, 0x80])]));
+// Leading byte, message length, seed and message, then (position, mask) damage in DB: a valid block
+// holding a content key, one with a damaged label hash, padding and separator, a 16-byte message.
+const oaepValid = Buffer.concat([Buffer.from([0, 0]), Buffer.alloc(32, 7), Buffer.alloc(32, 0x41)]);
+add("oaep-decode", oaepValid);
+add("oaep-decode", Buffer.concat([oaepValid, Buffer.from([31, 0x80])]));
+add("oaep-decode", Buffer.concat([oaepValid, Buffer.from([40, 0x01])]));
+add("oaep-decode", Buffer.concat([oaepValid, Buffer.from([190, 0x03])]));
+add("oaep-decode", Buffer.concat([Buffer.from([0, 144]), Buffer.alloc(32, 9), Buffer.alloc(16, 0x42)]));
 
 let total = 0;
 for (const [target, list] of seeds) {
