@@ -28,6 +28,15 @@ export class KeyDiscoveryError extends KeyStoreError {
   readonly code = "PKCS11_KEY_DISCOVERY_FAILED";
 }
 
+/**
+ * A private key object the store would use although the token lets it out (CKA_EXTRACTABLE, or not
+ * CKA_SENSITIVE) or forbids the one operation the store needs (CKA_DECRYPT: both CKM_RSA_PKCS_OAEP and
+ * CKM_RSA_X_509 go through C_Decrypt).
+ */
+export class KeyProtectionError extends KeyStoreError {
+  readonly code = "PKCS11_KEY_NOT_PROTECTED";
+}
+
 function unsigned(bytes: Buffer): Buffer {
   let start = 0;
   while (start < bytes.length - 1 && bytes[start] === 0) start++;
@@ -114,7 +123,12 @@ export function discoverKeys(
   const seen = new Set<string>();
   for (const selector of selectors) {
     const handles = findObjects(lib, session, selectorTemplate(pkcs11js.CKO_PRIVATE_KEY, selector));
-    if (selector !== undefined && handles.length !== 1) {
+    if (selector !== undefined && handles.length === 0) {
+      throw new KeyDiscoveryError(
+        `no private key on the token matches the key selector ${describe(selector.label ?? "", selector.id ?? Buffer.alloc(0))}; check object= and id= in the key URI (custody-keys list --pkcs11 shows the token's keys)`,
+      );
+    }
+    if (selector !== undefined && handles.length > 1) {
       throw new KeyDiscoveryError(
         `key selector ${describe(selector.label ?? "", selector.id ?? Buffer.alloc(0))} matches ${handles.length} private keys on the token; it must match exactly one`,
       );
@@ -142,4 +156,40 @@ export function discoverKeys(
     }
   }
   return { keys, skipped };
+}
+
+/** CK_BBOOL attributes every private key the store uses must have, with the value they must have. */
+const REQUIRED_FLAGS: ReadonlyArray<readonly [name: string, type: number, required: boolean]> = [
+  ["CKA_SENSITIVE", pkcs11js.CKA_SENSITIVE, true],
+  ["CKA_EXTRACTABLE", pkcs11js.CKA_EXTRACTABLE, false],
+  ["CKA_DECRYPT", pkcs11js.CKA_DECRYPT, true],
+];
+
+/**
+ * Refuses a key the token would let out in plaintext or wrapped (a sensitive, non-extractable key
+ * cannot leave the token by any PKCS#11 call, so a custody host compromise cannot copy it), or that
+ * cannot decrypt. The message names the key by label and id and the attributes at fault, nothing else.
+ */
+export function assertKeyProtected(lib: PKCS11, session: Buffer, key: DiscoveredKey): void {
+  let values: Buffer[];
+  try {
+    values = readAttributes(
+      lib,
+      session,
+      key.handle,
+      REQUIRED_FLAGS.map(([, type]) => type),
+    );
+  } catch (err) {
+    throw new KeyProtectionError(
+      `private key ${describe(key.label, key.id)}: CKA_SENSITIVE, CKA_EXTRACTABLE and CKA_DECRYPT cannot be read (${err instanceof Error ? err.message : "unknown error"}); refusing a key whose protection cannot be checked`,
+    );
+  }
+  const wrong = REQUIRED_FLAGS.filter(([, , required], i) => (values[i]?.[0] === 1) !== required).map(
+    ([name, , required]) => `${name} must be ${required}`,
+  );
+  if (wrong.length > 0) {
+    throw new KeyProtectionError(
+      `private key ${describe(key.label, key.id)} refused: ${wrong.join(", ")}; generate the key in the token (custody-keys generate --pkcs11) or import it with custody-keys import --pkcs11, which makes it sensitive, non-extractable and decrypt-capable`,
+    );
+  }
 }

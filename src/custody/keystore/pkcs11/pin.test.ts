@@ -28,6 +28,8 @@ describe("PIN source in custody's config", () => {
     baseEnv(pki, {
       CUSTODY_KEYSTORE: "pkcs11",
       CUSTODY_PKCS11_URI: uri(pinSource),
+      // Required in production by the audit sink; irrelevant to the PIN rule.
+      CUSTODY_AUDIT_FILE: join(token.dir, "audit.log"),
       ...(mode ? { CUSTODY_ENV: mode } : {}),
     });
 

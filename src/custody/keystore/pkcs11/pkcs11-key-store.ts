@@ -24,7 +24,7 @@ import { readManifest } from "../file/manifest.js";
 import { KeyIndex } from "../key-index.js";
 import type { Key, KeyInfo, ManagedKeyStore, ReloadResult } from "../key-store.js";
 import type { KeyMechanism, Pkcs11StoreConfig } from "./config.js";
-import { type DiscoveredKey, discoverKeys } from "./discovery.js";
+import { assertKeyProtected, type DiscoveredKey, discoverKeys, KeyDiscoveryError } from "./discovery.js";
 import { finishOaep, probeMechanism, tokenDecrypt } from "./mechanism.js";
 import {
   acquireModule,
@@ -341,7 +341,13 @@ export class Pkcs11KeyStore implements ManagedKeyStore {
     const { keys, skipped } = discoverKeys(this.lib, session, this.config.keys);
     const warnings = skipped.map((key) => `private key ${key} has no public key object; left out`);
     for (const warning of warnings) this.log.warn({ warning }, "token key left out");
-    if (keys.length === 0) throw new Error("the token holds no usable RSA key pair for this configuration");
+    if (keys.length === 0) {
+      throw new KeyDiscoveryError(
+        `token "${this.label}" holds no RSA key pair (private key with its public key object) for the key URI to select`,
+      );
+    }
+    // Before any key is used, and on every reload and recovery: a set with one unprotected key is refused whole.
+    for (const key of keys) assertKeyProtected(this.lib, session, key);
     const manifest =
       this.config.manifestDir === undefined ? undefined : readManifest(this.config.manifestDir);
     const entries: TokenKey[] = [];
