@@ -1,25 +1,38 @@
 /**
  * `npm run fuzz`: each target of src/tools/fuzz/targets.ts under Jazzer.js (libFuzzer with JS coverage
- * feedback) for FUZZ_SECONDS (default 60) on its corpus in fuzz/corpus/<target>/, then one line per
- * target with the executions libFuzzer reports. FUZZ_TARGETS=a,b runs a subset. New coverage-increasing
- * inputs go to a scratch directory (not the committed corpus); a crashing input is written to
- * fuzz/crashes/ and the run fails: copy it into fuzz/corpus/<target>/ to make it a regression case.
+ * feedback) on its corpus in fuzz/corpus/<target>/, for FUZZ_RUNS executions (default 1 000 000, the
+ * goal docs/assurance.md reports against) capped at FUZZ_MAX_SECONDS per target (default 900), so the
+ * run is defined by work done rather than by a machine-dependent number of seconds. FUZZ_TARGETS=a,b
+ * runs a subset. New coverage-increasing inputs go to a scratch directory (not the committed corpus);
+ * a crashing input is written to fuzz/crashes/ and the run fails: copy it into fuzz/corpus/<target>/ to
+ * make it a regression case (src/tools/fuzz/regression.test.ts runs the corpus in the test command).
+ *
+ * Each target's executions, seconds and verdict, with the date and commit, are merged into
+ * fuzz/results.json (committed; src/tools/docs/gen-assurance.ts reads it): "goal met" at 1 000 000
+ * executions or more, "below goal" when FUZZ_MAX_SECONDS stopped it first, "failed" on a crash or a run
+ * that reported nothing. A run with FUZZ_RUNS below the goal (a quick try) does not write the file.
  *
  * On glibc older than 2.38 (Debian 12) the prebuilt libFuzzer addon does not load; a patched copy and a
  * three-function shim are built in a scratch directory (fuzz/glibc236-patch.py explains).
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { build } from "esbuild";
+import { FUZZ_RESULTS, FUZZ_RUNS_GOAL, type FuzzResults, fuzzVerdict } from "./results.js";
 import { TARGETS, type TargetName } from "./targets.js";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
 const require = createRequire(import.meta.url);
-const seconds = Number(process.env.FUZZ_SECONDS ?? "60");
-if (!Number.isInteger(seconds) || seconds < 1) throw new Error("FUZZ_SECONDS must be a positive integer");
+function positiveInteger(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer`);
+  return value;
+}
+const runs = positiveInteger("FUZZ_RUNS", FUZZ_RUNS_GOAL);
+const maxSeconds = positiveInteger("FUZZ_MAX_SECONDS", 900);
 const names = (process.env.FUZZ_TARGETS?.split(",") ?? Object.keys(TARGETS)) as TargetName[];
 for (const n of names) if (!(n in TARGETS)) throw new Error(`FUZZ_TARGETS: unknown target ${n}`);
 
@@ -66,7 +79,8 @@ await build({
 const cli = require.resolve("@jazzer.js/core/dist/cli.js");
 const crashes = join(ROOT, "fuzz/crashes");
 mkdirSync(crashes, { recursive: true });
-const results: { name: string; executions: number; seconds: number; ok: boolean }[] = [];
+const results: FuzzResults["targets"] = {};
+const commit = spawnSync("git", ["rev-parse", "HEAD"], { cwd: ROOT, encoding: "utf8" }).stdout.trim();
 for (const name of names) {
   const discovered = join(scratch, `corpus-${name}`);
   mkdirSync(discovered);
@@ -80,7 +94,8 @@ for (const name of names) {
       join(ROOT, "fuzz/corpus", name),
       "--sync",
       "--",
-      `-max_total_time=${seconds}`,
+      `-runs=${runs}`,
+      `-max_total_time=${maxSeconds}`,
       `-artifact_prefix=${join(crashes, `${name}-`)}`,
       "-rss_limit_mb=1024",
     ],
@@ -88,12 +103,23 @@ for (const name of names) {
   );
   const log = `${r.stdout}${r.stderr}`;
   const done = /Done (\d+) runs in (\d+) second/.exec(log);
-  const ok = r.status === 0 && done !== null;
-  if (!ok) console.error(log.split("\n").slice(-40).join("\n"));
-  results.push({ name, executions: done ? Number(done[1]) : 0, seconds: done ? Number(done[2]) : 0, ok });
-  console.log(
-    `fuzz ${name}: ${done ? `${done[1]} executions in ${done[2]} s` : "no result"}${ok ? "" : " FAILED"}`,
-  );
+  const executions = done ? Number(done[1]) : 0;
+  const seconds = done ? Number(done[2]) : 0;
+  const verdict = fuzzVerdict(r.status === 0 && done !== null, executions);
+  if (verdict === "failed") console.error(log.split("\n").slice(-40).join("\n"));
+  results[name] = { executions, seconds, verdict, date: new Date().toISOString().slice(0, 10), commit };
+  console.log(`fuzz ${name}: ${executions} executions in ${seconds} s: ${verdict}`);
 }
 console.table(results);
-if (results.some((r) => !r.ok)) process.exit(1);
+if (runs >= FUZZ_RUNS_GOAL) {
+  const previous: FuzzResults = existsSync(FUZZ_RESULTS)
+    ? (JSON.parse(readFileSync(FUZZ_RESULTS, "utf8")) as FuzzResults)
+    : { goal: FUZZ_RUNS_GOAL, targets: {} };
+  const merged: FuzzResults = { goal: FUZZ_RUNS_GOAL, targets: { ...previous.targets, ...results } };
+  const sorted = Object.fromEntries(Object.entries(merged.targets).sort(([a], [b]) => a.localeCompare(b)));
+  writeFileSync(FUZZ_RESULTS, `${JSON.stringify({ ...merged, targets: sorted }, null, 2)}\n`);
+  console.log(`fuzz: results in ${FUZZ_RESULTS}; regenerate docs/assurance.md with npm run docs:assurance`);
+} else {
+  console.log(`fuzz: FUZZ_RUNS below the goal of ${FUZZ_RUNS_GOAL}; fuzz/results.json left as it was`);
+}
+if (Object.values(results).some((r) => r.verdict === "failed")) process.exit(1);

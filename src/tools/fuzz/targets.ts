@@ -405,11 +405,11 @@ function oaepBlock(data: Buffer): { em: Buffer; leading: number; db: Buffer } {
   const lengthByte = data[1] ?? 0;
   const messageBytes = lengthByte < 128 ? CONTENT_KEY_BYTES : (lengthByte - 128) % (DB_BYTES - HASH_BYTES);
   const seed = Buffer.alloc(HASH_BYTES);
-  data.copy(seed, 0, 2, 2 + HASH_BYTES);
+  data.subarray(2, 2 + HASH_BYTES).copy(seed);
   const db = Buffer.alloc(DB_BYTES);
   EMPTY_LABEL_HASH.copy(db);
   db[DB_BYTES - messageBytes - 1] = 1;
-  data.copy(db, DB_BYTES - messageBytes, 2 + HASH_BYTES, 2 + HASH_BYTES + messageBytes);
+  data.subarray(2 + HASH_BYTES, 2 + HASH_BYTES + messageBytes).copy(db, DB_BYTES - messageBytes);
   for (let i = 2 + HASH_BYTES + messageBytes; i + 1 < data.length; i += 2) {
     db[data[i]! % DB_BYTES]! ^= data[i + 1]!;
   }
