@@ -7,6 +7,10 @@
  * re-initialises the library, re-opens and logs in the sessions and finds the keys again (their object
  * handles change) until the token answers. A call that hit the failure itself waits for one recovery
  * attempt and retries once, so a token blip (sessions closed under us) costs latency, not errors.
+ * Load is not a failure: a call that waits the whole operation timeout without getting a session
+ * (every session busy with operations that are still within their deadlines) is refused with
+ * KeyStoreOverloadedError (OVERLOADED, RESOURCE_EXHAUSTED) and leaves the store up; re-initialising a
+ * library that is merely busy would drop every operation in flight and turn a burst into an outage.
  *
  * Decryption failures stay uniform (docs/design.md invariant 2): a ciphertext that does not decrypt
  * yields a random content key, as in the file store, and a failure makes the same token calls as a
@@ -19,7 +23,7 @@ import { randomBytes } from "node:crypto";
 import { type Logger, pino } from "pino";
 import { GCM_KEY_BYTES } from "../../../core/crypto/aes-gcm.js";
 import type { CanonicalFingerprint } from "../../../core/crypto/fingerprint.js";
-import { KeyStoreUnavailableError } from "../errors.js";
+import { KeyStoreOverloadedError, KeyStoreUnavailableError } from "../errors.js";
 import { readManifest } from "../file/manifest.js";
 import { KeyIndex } from "../key-index.js";
 import type { Key, KeyInfo, ManagedKeyStore, ReloadResult } from "../key-store.js";
@@ -88,6 +92,10 @@ class OperationTimeout extends Error {
 
 const UNAVAILABLE = "the key store (PKCS#11 token) is unavailable; retry later";
 const unavailable = () => new KeyStoreUnavailableError(UNAVAILABLE);
+const overloaded = () =>
+  new KeyStoreOverloadedError(
+    "every PKCS#11 session stayed busy for the whole wait; retry with backoff (or raise CUSTODY_PKCS11_SESSIONS if the token has the capacity)",
+  );
 
 function errorName(err: unknown): string {
   if (err instanceof Error && (err.name === "Pkcs11Error" || err.name === "NativeError")) return err.message;
@@ -95,7 +103,7 @@ function errorName(err: unknown): string {
 }
 
 export class Pkcs11KeyStore implements ManagedKeyStore {
-  private readonly pool = new SessionPool(unavailable);
+  private readonly pool = new SessionPool(unavailable, overloaded);
   private keys: KeySet = {
     generation: 0,
     epoch: 0,
@@ -115,6 +123,8 @@ export class Pkcs11KeyStore implements ManagedKeyStore {
   private readonly listeners = new Set<(healthy: boolean) => void>();
   private slot: Buffer | undefined;
   private label = "";
+  private reinitialisations = 0;
+  private sessionWaitsTimedOut = 0;
 
   private constructor(
     private readonly config: Pkcs11StoreConfig,
@@ -165,6 +175,14 @@ export class Pkcs11KeyStore implements ManagedKeyStore {
       return () => this.listeners.delete(listener);
     },
   };
+
+  /**
+   * Counts since open: library re-initialisations (each one a recovery from a token failure), and calls
+   * refused with OVERLOADED because every session stayed busy for the whole wait.
+   */
+  counters(): { readonly reinitialisations: number; readonly sessionWaitsTimedOut: number } {
+    return { reinitialisations: this.reinitialisations, sessionWaitsTimedOut: this.sessionWaitsTimedOut };
+  }
 
   /** Rotation: reads the manifest and the token's keys again; on failure keeps the current set. */
   async reload(): Promise<ReloadResult> {
@@ -232,8 +250,13 @@ export class Pkcs11KeyStore implements ManagedKeyStore {
     let session: PooledSession;
     try {
       session = await this.pool.acquire(this.config.operationTimeoutMs);
-    } catch {
-      throw new TokenFailure("no session became free before the operation timeout");
+    } catch (err) {
+      // Busy sessions are load: the call is refused, the token stays up and is not re-initialised.
+      if (err instanceof KeyStoreOverloadedError) {
+        this.sessionWaitsTimedOut++;
+        throw err;
+      }
+      throw new TokenFailure("the sessions were replaced while the call waited for one");
     }
     const { mechanism, fingerprint } = entry.info;
     // Drawn before the token call, on every call: the key a failed decryption carries on with.
@@ -320,6 +343,7 @@ export class Pkcs11KeyStore implements ManagedKeyStore {
         throw new Error("token operations still running; re-initialisation postponed");
       }
       reinitializeModule(this.lib);
+      this.reinitialisations++;
     } else if (this.slot !== undefined) {
       this.lib.C_CloseAllSessions(this.slot);
     }
@@ -449,10 +473,13 @@ export class Pkcs11KeyStore implements ManagedKeyStore {
     let session: PooledSession;
     try {
       session = await this.pool.acquire(this.config.operationTimeoutMs);
-    } catch {
-      // Sessions replaced by a recovery or by close(), or none freed in time, as a call would see it.
+    } catch (err) {
+      // Every session busy is a store under load; an operation hung on the token fails its own
+      // deadline and takes the store down from there, so the check just waits for its next turn.
+      if (err instanceof KeyStoreOverloadedError) return;
+      // Sessions replaced by a recovery or by close().
       if (!this.closed && this.up) {
-        this.markDown("background check: no session became free before the operation timeout");
+        this.markDown("background check: the sessions were replaced while it waited for one");
         void this.recoverNow();
       }
       return;

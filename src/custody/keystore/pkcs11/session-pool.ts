@@ -1,8 +1,11 @@
 /**
  * A fixed set of logged-in sessions, one private operation each at a time (PKCS#11 sessions are not
- * re-entrant). Waiting for a session is bounded, so a stuck token turns into a failed call, not a
- * queue that grows forever. Each `reset` starts a new generation: sessions of an older generation
- * (opened before a recovery) are dropped when returned instead of being handed out again.
+ * re-entrant). Waiting for a session is bounded, so a saturated store turns into a refused call, not a
+ * queue that grows forever. The two ways a wait ends without a session are told apart: the sessions
+ * were replaced or closed (`makeGone`: the token side), or every session stayed busy for the whole wait
+ * (`makeBusy`: load, not a fault; a session held by a hung operation is that operation's deadline to
+ * report). Each `reset` starts a new generation: sessions of an older generation (opened before a
+ * recovery) are dropped when returned instead of being handed out again.
  */
 
 export interface PooledSession {
@@ -21,7 +24,10 @@ export class SessionPool {
   private waiters: Waiter[] = [];
   private generation = 0;
 
-  constructor(private readonly makeError: () => Error) {}
+  constructor(
+    private readonly makeGone: () => Error,
+    private readonly makeBusy: () => Error,
+  ) {}
 
   /** Replaces every session; callers waiting get the new ones. */
   reset(handles: readonly Buffer[]): void {
@@ -37,7 +43,7 @@ export class SessionPool {
     this.idle = [];
     for (const waiter of this.waiters.splice(0)) {
       clearTimeout(waiter.timer);
-      waiter.reject(this.makeError());
+      waiter.reject(this.makeGone());
     }
   }
 
@@ -50,7 +56,7 @@ export class SessionPool {
         reject,
         timer: setTimeout(() => {
           this.waiters.splice(this.waiters.indexOf(waiter), 1);
-          reject(this.makeError());
+          reject(this.makeBusy());
         }, timeoutMs),
       };
       this.waiters.push(waiter);
