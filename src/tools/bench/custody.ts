@@ -1,6 +1,6 @@
 /**
  * npm run bench:custody [-- --store file|pkcs11] [--seconds 5] [--rounds 3] [--concurrency 64]
- *                        [--cpu-prof DIR] [--echo-one-by-one]
+ *                        [--workers N] [--processes P] [--cpu-prof DIR] [--echo-one-by-one]
  *
  * How much CPU custody spends per ReencryptForKnot beyond the two costs it cannot avoid: the RSA
  * private operation and the gRPC/mTLS transport. All measured in the same run on this machine, in rounds
@@ -10,7 +10,11 @@
  *   - echo_cpu_us_per_call: a grpc-js server (src/tools/bench/echo-server.ts) with the same proto, credentials and
  *     server options, answering each call at once with a real custody response, driven by the same
  *     client at the same concurrency with the same requests;
- *   - custody_cpu_us_per_call: custody (src/custody/main.ts) as a child process, driven the same way;
+ *   - custody_cpu_us_per_call: custody (src/custody/main.ts) as child processes, driven the same way:
+ *     --workers N is CUSTODY_WORKERS (default 2; 0 = inline on the main thread), --processes P how many
+ *     custody processes (default 1 with workers, the number of cores inline: one process per core, as
+ *     inline mode is deployed), reached through one channel that balances round_robin over their
+ *     addresses, as the gateway's custody client does; their CPU is summed;
  *   - PKCS#11 store only: the bare pkcs11js loop's CPU per op on the same SoftHSM2 token
  *     (pkcs11_bare_cpu_us_per_op).
  * A server's CPU is utime + stime of its process from /proc/<pid>/stat (all threads: gRPC main thread,
@@ -37,6 +41,7 @@ import type { CardCustodyClient } from "../../contract/generated/custody/v1/Card
 import type { ReencryptForKnotResponse__Output } from "../../contract/generated/custody/v1/ReencryptForKnotResponse.js";
 import { loadCustodyProto, loadHealthProto } from "../../contract/proto.js";
 import { fingerprintForms } from "../../core/crypto/fingerprint.js";
+import { CUSTODY_SERVICE_CONFIG } from "../../gateway/custody-client.js";
 import { GATEWAY_SPIFFE, makeDevPki } from "../dev-pki.js";
 import { freePort } from "../processes.js";
 import { SAMPLE_CARDHOLDER } from "../simulators/sample-cardholder.js";
@@ -52,8 +57,14 @@ const { values: args } = parseArgs({
     concurrency: { type: "string", default: "64" },
     "cpu-prof": { type: "string" },
     "echo-one-by-one": { type: "boolean", default: false },
+    workers: { type: "string", default: "2" },
+    processes: { type: "string" },
   },
 });
+const WORKERS = Number(args.workers);
+const PROCESSES = Number(args.processes ?? (WORKERS === 0 ? availableParallelism() : 1));
+if (!Number.isInteger(WORKERS) || WORKERS < 0) throw new Error("--workers must be an integer >= 0");
+if (!Number.isInteger(PROCESSES) || PROCESSES < 1) throw new Error("--processes must be an integer >= 1");
 const SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
 const CONCURRENCY = Number(args.concurrency);
@@ -166,30 +177,45 @@ async function waitServing(port: number, child: ChildProcess): Promise<void> {
   }
 }
 
-const custodyPort = await freePort();
 const store = await storeEntry.setup(work, dotva.privateKey);
-const custody = startChild(
-  "../../custody/main.ts",
-  {
-    CUSTODY_LISTEN: `127.0.0.1:${custodyPort}`,
-    CUSTODY_TLS_CERT: pki.server.cert,
-    CUSTODY_TLS_KEY: pki.server.key,
-    CUSTODY_TLS_CLIENT_CA: pki.caCert,
-    CUSTODY_ALLOW_REENCRYPT: `uri:${GATEWAY_SPIFFE}`,
-    CUSTODY_RECIPIENT_PINS: readFileSync(pki.knotThumbprint, "utf8").trim(),
-    CUSTODY_RATE_PER_SECOND: "1000000",
-    CUSTODY_RATE_BURST: "1000000",
-    CUSTODY_MAX_IN_FLIGHT_PER_CALLER: "4096",
-    ...store.env,
-  },
-  // stdout is custody's audit log, written as in production (one line per call) to /dev/null.
-  { profile: args["cpu-prof"] !== undefined, stdout: "ignore" },
-);
-await waitServing(custodyPort, custody);
+const custodyPorts: number[] = [];
+const custodies: ChildProcess[] = [];
+for (let i = 0; i < PROCESSES; i++) {
+  const port = await freePort();
+  custodyPorts.push(port);
+  custodies.push(startCustodyProcess(port));
+}
+for (let i = 0; i < PROCESSES; i++) await waitServing(custodyPorts[i]!, custodies[i]!);
+const custodyPids = custodies.map((c) => c.pid!);
+
+function startCustodyProcess(port: number): ChildProcess {
+  return startChild(
+    "../../custody/main.ts",
+    {
+      CUSTODY_LISTEN: `127.0.0.1:${port}`,
+      CUSTODY_TLS_CERT: pki.server.cert,
+      CUSTODY_TLS_KEY: pki.server.key,
+      CUSTODY_TLS_CLIENT_CA: pki.caCert,
+      CUSTODY_ALLOW_REENCRYPT: `uri:${GATEWAY_SPIFFE}`,
+      CUSTODY_ALLOW_HEALTH: `uri:${GATEWAY_SPIFFE}`,
+      CUSTODY_RECIPIENT_PINS: readFileSync(pki.knotThumbprint, "utf8").trim(),
+      CUSTODY_RATE_PER_SECOND: "1000000",
+      CUSTODY_RATE_BURST: "1000000",
+      CUSTODY_MAX_IN_FLIGHT_PER_CALLER: "4096",
+      CUSTODY_WORKERS: String(WORKERS),
+      // The audit chain as in production: one synchronous line per call, one file per process.
+      CUSTODY_AUDIT_FILE: join(work, `custody-audit-${port}.jsonl`),
+      ...store.env,
+    },
+    // stdout is custody's operator log (one line per call too) to /dev/null.
+    { profile: args["cpu-prof"] !== undefined, stdout: "ignore" },
+  );
+}
+// One channel over every custody address, round_robin, as the gateway's custody client.
 const custodyClient = new CardCustody(
-  `127.0.0.1:${custodyPort}`,
+  `ipv4:${custodyPorts.map((port) => `127.0.0.1:${port}`).join(",")}`,
   channelCredentials,
-  channelOptions,
+  { ...channelOptions, "grpc.service_config": CUSTODY_SERVICE_CONFIG },
 ) as unknown as CardCustodyClient;
 
 let next = 0;
@@ -242,10 +268,10 @@ const echoClient = new CardCustody(
  * Closed loop, `concurrency` calls in flight for `seconds`; the window runs from before the first call
  * to after the last answer, so every call counted started and ended inside it.
  */
-async function closedLoop(client: CardCustodyClient, pid: number, seconds: number) {
+async function closedLoop(client: CardCustodyClient, pids: readonly number[], seconds: number) {
   const latencies: number[] = [];
-  const serverCpu0 = processCpuMicros(pid);
-  const threads0 = threadCpuMicros(pid);
+  const serverCpu0 = sum(pids.map(processCpuMicros));
+  const threads0 = threadsOf(pids);
   const clientCpu0 = process.cpuUsage();
   const start = performance.now();
   const end = start + seconds * 1000;
@@ -255,8 +281,8 @@ async function closedLoop(client: CardCustodyClient, pid: number, seconds: numbe
     }),
   );
   const elapsed = (performance.now() - start) / 1000;
-  const serverCpu = processCpuMicros(pid) - serverCpu0;
-  const threads = [...threadCpuMicros(pid)].map(
+  const serverCpu = sum(pids.map(processCpuMicros)) - serverCpu0;
+  const threads = [...threadsOf(pids)].map(
     ([name, us]) => [name, (us - (threads0.get(name) ?? 0)) / latencies.length] as const,
   );
   const clientCpu = process.cpuUsage(clientCpu0);
@@ -277,6 +303,16 @@ async function closedLoop(client: CardCustodyClient, pid: number, seconds: numbe
   };
 }
 
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/** CPU by thread name, summed over the processes. */
+function threadsOf(pids: readonly number[]): Map<string, number> {
+  const total = new Map<string, number>();
+  for (const pid of pids)
+    for (const [name, us] of threadCpuMicros(pid)) total.set(name, (total.get(name) ?? 0) + us);
+  return total;
+}
+
 /** Calls started on a fixed schedule whatever the answers do (open loop), so queueing shows in latency. */
 async function openLoop(client: CardCustodyClient, seconds: number, ratePerSecond: number) {
   const latencies: number[] = [];
@@ -295,13 +331,13 @@ async function openLoop(client: CardCustodyClient, seconds: number, ratePerSecon
 }
 
 console.log(
-  `bench:custody on ${process.version}, ${availableParallelism()} cores, store ${args.store}, load average ${loadavg()
+  `bench:custody on ${process.version}, ${availableParallelism()} cores, store ${args.store}, ${PROCESSES} custody process(es) with CUSTODY_WORKERS=${WORKERS}, load average ${loadavg()
     .map((l) => l.toFixed(2))
     .join(" ")}`,
 );
 // Warm-up: TLS sessions, JIT, the workers' key copies and recipient caches, the token's sessions.
-await closedLoop(echoClient, echo.pid!, 1);
-await closedLoop(custodyClient, custody.pid!, 2);
+await closedLoop(echoClient, [echo.pid!], 1);
+await closedLoop(custodyClient, custodyPids, 2);
 
 interface Round {
   rsa: number;
@@ -313,9 +349,9 @@ interface Round {
 const rounds: Round[] = [];
 for (let r = 1; r <= ROUNDS; r++) {
   const rsa = 1e6 / opensslRsa2048PrivateOpsPerSecond({ seconds: OPENSSL_SECONDS });
-  const echoRun = await closedLoop(echoClient, echo.pid!, SECONDS);
+  const echoRun = await closedLoop(echoClient, [echo.pid!], SECONDS);
   const bare = await store.bareReference?.(SECONDS);
-  const custodyRun = await closedLoop(custodyClient, custody.pid!, SECONDS);
+  const custodyRun = await closedLoop(custodyClient, custodyPids, SECONDS);
   const floor = (bare ? bare.cpuMicrosPerOp : rsa) + echoRun.serverCpuPerCall;
   rounds.push({
     rsa,
@@ -341,7 +377,7 @@ console.log(
 );
 custodyClient.close();
 echoClient.close();
-await Promise.all([stopChild(custody), stopChild(echo)]);
+await Promise.all([...custodies.map(stopChild), stopChild(echo)]);
 
 const efficiencies = rounds.map((r) => r.efficiency);
 const efficiencyName = store.bareReference ? "pkcs11_cpu_efficiency" : "custody_cpu_efficiency";
@@ -352,6 +388,8 @@ console.log(
     store: args.store,
     cores: availableParallelism(),
     concurrency: CONCURRENCY,
+    custody_workers: WORKERS,
+    custody_processes: PROCESSES,
     rounds: ROUNDS,
     seconds_per_measure: SECONDS,
     rsa_us_per_op: round(median(rounds.map((r) => r.rsa)), 1),

@@ -8,7 +8,9 @@
  *    rounds of BENCH_SECONDS each; the ratio is taken per round and the median round reported.
  * 3. AUTHENTICATED → POST /card: open-loop AUTHENTICATED webhooks at BENCH_SEND_RATE/s (default 50) for
  *    BENCH_SEND_SECONDS; latency from sending the webhook to the Knot simulator holding the decrypted card,
- *    through custody over mTLS.
+ *    through custody over mTLS. Custody's share of it is reported from custody's own metrics (time in
+ *    its ReencryptForKnot handler, mean) and its CPU over the phase (/proc, as bench:custody), so the
+ *    figures show whether custody is what limits the card flow.
  *
  * Everything listens on 127.0.0.1; every phase is bounded in time. Ends with one JSON line.
  */
@@ -33,6 +35,7 @@ import { DotvaSimulator, TEST_PANS } from "../simulators/dotva-simulator.js";
 import { authenticatedEvent, KnotSimulator } from "../simulators/knot-simulator.js";
 import { SAMPLE_CARDHOLDER } from "../simulators/sample-cardholder.js";
 import { closedLoop } from "./http-load.js";
+import { processCpuMicros } from "./proc-cpu.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -57,7 +60,10 @@ async function main() {
     kid: "knot-dev",
   });
   await knot.start();
-  const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()]);
+  const custodyMetricsPort = await freePort();
+  const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()], {
+    CUSTODY_METRICS_LISTEN: `127.0.0.1:${custodyMetricsPort}`,
+  });
   procs.push(custody.proc);
 
   const dotvaSecret = { header: "x-dotva-secret", value: secret() };
@@ -137,6 +143,9 @@ async function main() {
   }
   const sentAt = new Map<string, number>();
   const ackMs: number[] = [];
+  const custodyPid = custody.proc.child.pid!;
+  const custodyBefore = await custodyHandlerTime(custodyMetricsPort);
+  const custodyCpu0 = processCpuMicros(custodyPid);
   const start = performance.now();
   const webhooks: Promise<unknown>[] = [];
   for (let i = 0; i < total + warm; i++) {
@@ -171,6 +180,10 @@ async function main() {
     .sort((a, b) => a - b);
   const p50 = pct(latencies, 50);
   const p99 = pct(latencies, 99);
+  const custodyBusy = (processCpuMicros(custodyPid) - custodyCpu0) / ((performance.now() - start) * 1000);
+  const custodyAfter = await custodyHandlerTime(custodyMetricsPort);
+  const custodyCalls = custodyAfter.count - custodyBefore.count;
+  const custodyMeanMs = (1000 * (custodyAfter.sum - custodyBefore.sum)) / custodyCalls;
   ackMs.sort((a, b) => a - b);
   // The gateway's own view (AUTHENTICATED receipt → Knot's 2xx), to tell queueing before the gateway
   // (load generator, network) from time spent inside it.
@@ -183,6 +196,9 @@ async function main() {
   console.log(
     `AUTHENTICATED→card at ${SEND_RATE}/s: ${latencies.length}/${total} delivered, p50 ${p50} ms, p99 ${p99} ms` +
       ` (webhook answered: p50 ${pct(ackMs, 50)} ms, p99 ${pct(ackMs, 99)} ms; gateway-side mean ${gatewayMeanMs.toFixed(1)} ms)`,
+  );
+  console.log(
+    `custody during the sends: ${custodyCalls} calls, ${custodyMeanMs.toFixed(2)} ms mean in its handler (${((100 * custodyMeanMs) / gatewayMeanMs).toFixed(0)}% of the gateway-side mean), CPU ${(100 * custodyBusy).toFixed(0)}% of one core`,
   );
   await knot.close();
 
@@ -203,10 +219,26 @@ async function main() {
     webhook_ack_p50_ms: pct(ackMs, 50),
     webhook_ack_p99_ms: pct(ackMs, 99),
     gateway_side_send_mean_ms: Number(gatewayMeanMs.toFixed(1)),
+    custody_calls_during_sends: custodyCalls,
+    custody_handler_mean_ms: Number(custodyMeanMs.toFixed(2)),
+    custody_share_of_gateway_side_send: Number((custodyMeanMs / gatewayMeanMs).toFixed(3)),
+    custody_cpu_cores_busy_during_sends: Number(custodyBusy.toFixed(3)),
     storage: "sqlite WAL synchronous=FULL group-commit",
     load_average_1m_before: Number(load1.toFixed(2)),
   };
   return result;
+}
+
+/** Custody's time in ReencryptForKnot handlers so far (its Prometheus histogram's sum and count). */
+async function custodyHandlerTime(port: number): Promise<{ sum: number; count: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const value = (series: string) =>
+    Number(
+      text.match(
+        new RegExp(`^custody_call_duration_seconds_${series}\\{method="ReencryptForKnot"\\} (\\S+)$`, "m"),
+      )?.[1] ?? 0,
+    );
+  return { sum: value("sum"), count: value("count") };
 }
 
 let result: object | undefined;
