@@ -81,7 +81,7 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
   },
   {
     name: "CUSTODY_PKCS11_URI",
-    help: "pkcs11 store: RFC 7512 key URI(s), space-separated, with module-path and pin-source=file:/path or env:NAME (docs/hsm.md)",
+    help: "pkcs11 store: RFC 7512 key URI(s), space-separated, with module-path and pin-source=file:/path (env:NAME with CUSTODY_ENV=development only) (docs/hsm.md)",
   },
   {
     name: "CUSTODY_PKCS11_MECHANISM",
