@@ -25,6 +25,7 @@ import { JweDecryptError } from "../../core/crypto/errors.js";
 import { fingerprintForms } from "../../core/crypto/fingerprint.js";
 import { decryptJwe, type ParsedJwe, parseCompactJwe } from "../../core/crypto/jwe-decrypt.js";
 import { rsaKeyPair, tempDir } from "../../tools/testing/custody-harness.js";
+import "../../tools/docs/measurements.js";
 import { STORE_FACTORIES } from "../../tools/testing/stores.js";
 import type { Key, ManagedKeyStore } from "./key-store.js";
 
@@ -113,7 +114,7 @@ describe.each(STORE_FACTORIES.filter((f) => f.name === "file" || f.name === "pkc
 
     it("Welch's t between OAEP, content-key length and GCM tag failures stays below 4.5", {
       timeout: 60_000,
-    }, async ({ annotate }) => {
+    }, async ({ annotate, task }) => {
       const key = store.get(fingerprintForms(keyPair.publicKey).canonical)!;
       const rounds = ROUNDS[factory.name]!;
       const samples = await measure(key, rounds);
@@ -143,6 +144,13 @@ describe.each(STORE_FACTORIES.filter((f) => f.name === "file" || f.name === "pkc
       );
       const report = `max |t|=${JSON.stringify(t, (_k, v: unknown) => (typeof v === "number" ? Number(v.toFixed(2)) : v))} median µs=${JSON.stringify(medians)}`;
       await annotate(report);
+      // For docs/assurance.md's "last recorded" figures (src/tools/docs/gen-assurance.ts --record).
+      task.meta.timing = {
+        bound: T_LIMIT,
+        rounds,
+        maxAbsT: Object.fromEntries(Object.entries(t).map(([pair, v]) => [pair, Number(v.toFixed(2))])),
+        medianMicros: medians,
+      };
       for (const [pair, value] of Object.entries(t))
         expect(value, `${pair}: ${report}`).toBeLessThan(T_LIMIT);
     });
