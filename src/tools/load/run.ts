@@ -1,0 +1,508 @@
+/**
+ * The bounded load test (issue 17, "Load and faults"): custody and the gateway as real processes on
+ * loopback (custody on the file key store with the dev PKI, the gateway on SQLite with the Dotva and Knot
+ * simulators), then
+ *
+ *  1. sustained phase: open-loop load at fixed rates well below capacity, all at once: ReencryptForKnot
+ *     straight to custody over mTLS, Dotva `card.issued.secrets` webhooks (durable intake) and signed Knot
+ *     AUTHENTICATED webhooks (each one a send-card job: custody, then POST /card to the Knot simulator).
+ *     Both processes' RSS is sampled every second; every call must succeed.
+ *  2. overload burst (burst.ts, its own process), base load still running: waves of far more concurrent
+ *     ReencryptForKnot calls than custody's worker queue admits, and an autocannon burst of Dotva webhooks
+ *     over hundreds of connections. Refused custody calls must be RESOURCE_EXHAUSTED with reason
+ *     OVERLOADED; the gateway must answer 200 or 503 (its documented "retry" status), never a 500 or no
+ *     answer; base-rate calls meanwhile may be refused the same way but nothing else; both processes must
+ *     still be running.
+ *  3. recovery: the base-rate latency of each flow must come back near its pre-burst p50/p99.
+ *  4. every AUTHENTICATED the gateway accepted must reach the Knot simulator.
+ *
+ * runLoad() returns every figure and the verdicts; `npm run load` (main.ts) and the short run in
+ * load.test.ts both call it.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeDevPki } from "../dev-pki.js";
+import {
+  dotvaPublicKeyPem,
+  localGatewayEnv,
+  type Proc,
+  startCustodyProcess,
+  startGatewayProcess,
+  startTs,
+} from "../processes.js";
+import { DotvaSimulator, TEST_PANS } from "../simulators/dotva-simulator.js";
+import { authenticatedEvent, KnotSimulator } from "../simulators/knot-simulator.js";
+import { SAMPLE_CARDHOLDER } from "../simulators/sample-cardholder.js";
+import { expiryFromNow } from "../testing/expiry.js";
+import type { BurstConfig, BurstResult } from "./burst.js";
+import { type Outcome, PacedLoad } from "./paced.js";
+import { RssSampler } from "./proc-memory.js";
+import { type CustodyTarget, custodyCaller, type DotvaTarget, dotvaRequests } from "./requests.js";
+import {
+  type MemoryVerdict,
+  MIB,
+  memoryVerdict,
+  type Percentiles,
+  type RecoveryBounds,
+  type RecoveryVerdict,
+  type RssSample,
+  recoveryVerdict,
+} from "./verdicts.js";
+
+export interface LoadOptions {
+  readonly sustainedSeconds: number;
+  readonly warmupSeconds: number;
+  /** Base rates, calls per second. */
+  readonly custodyRate: number;
+  readonly dotvaRate: number;
+  readonly knotRate: number;
+  readonly burst: {
+    readonly seconds: number;
+    /** ReencryptForKnot calls sent at once in each wave (one wave a second). */
+    readonly custodyConcurrency: number;
+    /** Connections they are spread over (each under custody's per-connection stream limit). */
+    readonly custodyChannels: number;
+    /** autocannon connections posting Dotva webhooks. */
+    readonly gatewayConnections: number;
+  };
+  /** Custody's CUSTODY_MAX_QUEUE for the run: the bound the burst overruns. */
+  readonly custodyMaxQueue: number;
+  readonly memory: {
+    readonly custodyCeilingBytes: number;
+    readonly gatewayCeilingBytes: number;
+    readonly maxSlopeBytesPerMinute: number;
+  };
+  readonly recovery: RecoveryBounds & { readonly baselineSeconds: number };
+  /** How long to wait after the burst for every accepted AUTHENTICATED to reach Knot. */
+  readonly deliveryWaitSeconds: number;
+  readonly log: (line: string) => void;
+}
+
+export interface Verdict {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly failures: readonly string[];
+}
+
+export interface LoadReport {
+  readonly ok: boolean;
+  readonly verdicts: readonly Verdict[];
+  readonly figures: Record<string, unknown>;
+}
+
+const round = (x: number, digits = 2) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+const secret = () => randomBytes(24).toString("base64url");
+
+/** What a base-rate call may end with during the burst; anything else fails the run. */
+const CUSTODY_REFUSED = "RESOURCE_EXHAUSTED/OVERLOADED";
+const ALLOWED_DURING_BURST = {
+  custody: new Set(["OK", CUSTODY_REFUSED]),
+  http: new Set(["OK", "HTTP_503"]),
+};
+
+function transportFailure(e: unknown): Outcome {
+  return { ok: false, code: (e as Error).name === "TimeoutError" ? "TIMEOUT" : "CONNECTION_ERROR" };
+}
+
+export async function runLoad(o: LoadOptions): Promise<LoadReport> {
+  const work = mkdtempSync(join(tmpdir(), "load-"));
+  const procs: Proc[] = [];
+  const closers: (() => void | Promise<void>)[] = [];
+  try {
+    return await run(o, work, procs, closers);
+  } finally {
+    for (const close of closers.reverse()) await close();
+    await Promise.all(procs.map((p) => p.stop()));
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function run(
+  o: LoadOptions,
+  work: string,
+  procs: Proc[],
+  closers: (() => void | Promise<void>)[],
+): Promise<LoadReport> {
+  const load1Before = loadavg()[0]!;
+  const pki = makeDevPki(join(work, "pki"));
+
+  // --- the partners and the two services -------------------------------------------------------------
+  const knotSecret = secret();
+  const knot = new KnotSimulator({
+    clientId: "load",
+    secret: knotSecret,
+    privateKeyPem: readFileSync(pki.knotPrivateKey, "utf8"),
+    kid: "knot-dev",
+  });
+  await knot.start();
+  closers.push(() => knot.close());
+  // Production's log level, so the audit line per call and the request logs are part of the load.
+  const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()], {
+    CUSTODY_LOG_LEVEL: "info",
+    CUSTODY_WORKERS: "2",
+    CUSTODY_MAX_QUEUE: String(o.custodyMaxQueue),
+  });
+  procs.push(custody.proc);
+  const internalToken = secret() + secret();
+  const dotvaSecret = { header: "x-dotva-secret", value: secret() };
+  const gw = await startGatewayProcess({
+    ...localGatewayEnv({
+      work,
+      pki,
+      custodyAddress: custody.address,
+      knotUrl: knot.url,
+      knotClientId: "load",
+      knotClientSecret: knotSecret,
+      dotvaSharedSecret: dotvaSecret.value,
+      internalToken,
+    }),
+    GATEWAY_LOG_LEVEL: "info",
+  });
+  procs.push(gw.proc);
+  o.log(
+    `custody pid ${custody.proc.child.pid} on ${custody.address}, gateway pid ${gw.proc.child.pid} on ${gw.url}`,
+  );
+
+  // --- what the load sends ---------------------------------------------------------------------------
+  const dotvaKeyPem = dotvaPublicKeyPem(pki.dotvaKeyDir);
+  const expiry = expiryFromNow(36);
+  const card = { pan: TEST_PANS[0], cvv: "123", expiry_month: expiry.month, expiry_year: expiry.year };
+  const dotvaTarget = (firstCardId: number): DotvaTarget => ({
+    gatewayUrl: gw.url,
+    dotvaPublicKeyPem: dotvaKeyPem,
+    sharedSecret: dotvaSecret,
+    template,
+    firstCardId,
+  });
+  // One real JWE for every Dotva webhook: the gateway stores it without decrypting at intake.
+  const template = await new DotvaSimulator(dotvaKeyPem).issue(card);
+  const dotva = dotvaRequests(dotvaTarget(10_000_000));
+  const postDotva = async (): Promise<Outcome> => {
+    const { text, headers } = dotva.next();
+    try {
+      const r = await fetch(`${gw.url}/webhooks/dotva`, {
+        method: "POST",
+        headers,
+        body: text,
+        signal: AbortSignal.timeout(10_000),
+      });
+      await r.body?.cancel();
+      return r.status === 200 ? { ok: true, code: "OK" } : { ok: false, code: `HTTP_${r.status}` };
+    } catch (e) {
+      return transportFailure(e);
+    }
+  };
+
+  // Cards the AUTHENTICATED webhooks ask for: delivered by Dotva, bound to one cardholder.
+  const api = (path: string, body: unknown) =>
+    fetch(`${gw.url}${path}`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${internalToken}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  const user = "load-user";
+  const profile = await api(`/v1/cardholders/${user}`, SAMPLE_CARDHOLDER);
+  if (profile.status >= 300) throw new Error(`cardholder profile: ${profile.status}`);
+  const boundCards: number[] = [];
+  for (let i = 0; i < 16; i++) {
+    const id = dotva.nextCardId;
+    const delivered = await postDotva();
+    if (!delivered.ok) throw new Error(`a setup card was not accepted by the gateway: ${delivered.code}`);
+    const bound = await api(`/v1/cardholders/${user}/cards/${id}`, { workspace_id: template.workspace_id });
+    if (bound.status >= 300) throw new Error(`binding card ${id}: ${bound.status}`);
+    boundCards.push(id);
+  }
+  let taskSeq = 700_000;
+  const acceptedTasks = new Set<string>();
+  const postAuthenticated = async (i: number): Promise<Outcome> => {
+    const taskId = taskSeq++;
+    const event = authenticatedEvent({
+      taskId,
+      cardId: boundCards[i % boundCards.length]!,
+      externalUserId: user,
+    });
+    try {
+      const r = await knot.sendWebhook(gw.url, event);
+      if (r.status !== 200) return { ok: false, code: `HTTP_${r.status}` };
+      acceptedTasks.add(String(taskId));
+      return { ok: true, code: "OK" };
+    } catch (e) {
+      return transportFailure(e);
+    }
+  };
+
+  const custodyTarget: CustodyTarget = {
+    address: custody.address,
+    caCert: pki.caCert,
+    clientCert: pki.gateway.cert,
+    clientKey: pki.gateway.key,
+    dotvaPublicKeyPem: dotvaKeyPem,
+    knotJwk: readFileSync(pki.knotJwk, "utf8"),
+    card,
+  };
+  const caller = await custodyCaller(custodyTarget);
+  closers.push(() => caller.close());
+  const baseClient = caller.client();
+  // Warm the connection, the workers' key copies and the JIT before the clock starts.
+  for (let i = 0; i < 20; i++) {
+    const r = await caller.reencrypt(baseClient, i, 10_000);
+    if (!r.ok) throw new Error(`custody warm-up call failed: ${r.code}`);
+  }
+
+  // --- 1. sustained load -----------------------------------------------------------------------------
+  const t0 = performance.now();
+  const now = () => performance.now() - t0;
+  const custodyRss = new RssSampler(custody.proc.child.pid!, t0);
+  const gatewayRss = new RssSampler(gw.proc.child.pid!, t0);
+  closers.push(
+    () => custodyRss.stop(),
+    () => gatewayRss.stop(),
+  );
+  const loads = {
+    custody: new PacedLoad(o.custodyRate, (i) => caller.reencrypt(baseClient, i, 10_000), t0),
+    dotva: new PacedLoad(o.dotvaRate, () => postDotva(), t0),
+    knot: new PacedLoad(o.knotRate, (i) => postAuthenticated(i), t0),
+  };
+  closers.push(...Object.values(loads).map((l) => () => l.stop()));
+  o.log(
+    `sustained: custody ${o.custodyRate}/s, Dotva webhooks ${o.dotvaRate}/s, Knot AUTHENTICATED ${o.knotRate}/s for ${o.sustainedSeconds} s`,
+  );
+
+  // The burst process starts now, inside the warm-up, so its own start-up is not in the baseline; it
+  // connects and then waits for the end of the sustained phase.
+  const burstConfig: BurstConfig = {
+    startAt: Date.now() + o.sustainedSeconds * 1000,
+    seconds: o.burst.seconds,
+    custody: custodyTarget,
+    custodyConcurrency: o.burst.custodyConcurrency,
+    custodyChannels: o.burst.custodyChannels,
+    dotva: dotvaTarget(50_000_000),
+    gatewayConnections: o.burst.gatewayConnections,
+  };
+  const burstConfigFile = join(work, "burst.json");
+  writeFileSync(burstConfigFile, JSON.stringify(burstConfig));
+  const burst = startTs("src/tools/load/burst.ts", { LOAD_BURST_CONFIG: burstConfigFile });
+  procs.push(burst);
+  const burstExited = new Promise<void>((resolve) => burst.child.once("exit", () => resolve()));
+
+  const mib = (b: number | undefined) => (b === undefined ? "?" : (b / MIB).toFixed(1));
+  for (let s = 10; s < o.sustainedSeconds; s += 10) {
+    await sleep(t0 + s * 1000 - performance.now());
+    o.log(
+      `  ${s} s: RSS custody ${mib(custodyRss.samples.at(-1)?.bytes)} MiB, gateway ${mib(gatewayRss.samples.at(-1)?.bytes)} MiB`,
+    );
+  }
+  await sleep(t0 + o.sustainedSeconds * 1000 - performance.now());
+  const sustainedEnd = now();
+
+  // --- 2. overload burst -------------------------------------------------------------------------------
+  o.log(
+    `burst: ${o.burst.custodyConcurrency} ReencryptForKnot at once each second over ${o.burst.custodyChannels} connections (worker queue ${o.custodyMaxQueue}), ${o.burst.gatewayConnections} connections posting Dotva webhooks, for ${o.burst.seconds} s`,
+  );
+  await burstExited;
+  const burstEnd = now();
+  const resultLine = burst
+    .output()
+    .split("\n")
+    .find((l) => l.startsWith("BURST_RESULT "));
+  if (!resultLine)
+    throw new Error(`the burst process ended without a result:\n${burst.output().slice(-2000)}`);
+  const burstResult = JSON.parse(resultLine.slice("BURST_RESULT ".length)) as BurstResult;
+  o.log(
+    `  custody burst ${burstResult.custodySeconds.toFixed(1)} s, outcomes ${JSON.stringify(burstResult.custodyOutcomes)}; gateway burst ${burstResult.gatewaySeconds.toFixed(1)} s, statuses ${JSON.stringify(burstResult.gatewayStatuses)}, ${burstResult.gatewayErrors} without answer, p50 ${burstResult.gatewayP50Ms} ms p99 ${burstResult.gatewayP99Ms} ms`,
+  );
+
+  // --- 3. recovery ---------------------------------------------------------------------------------------
+  const times = {
+    baselineFrom: sustainedEnd - o.recovery.baselineSeconds * 1000,
+    baselineTo: sustainedEnd,
+    burstEnd,
+  };
+  const judge = () =>
+    Object.fromEntries(
+      Object.entries(loads).map(([name, load]) => [name, recoveryVerdict(load.records, times, o.recovery)]),
+    ) as Record<keyof typeof loads, RecoveryVerdict>;
+  const recoveryDeadline = burstEnd + o.recovery.withinSeconds * 1000;
+  while (now() < recoveryDeadline && !Object.values(judge()).every((v) => v.ok)) await sleep(250);
+  await Promise.all(Object.values(loads).map((l) => l.stop()));
+  const recoveryEnd = now();
+  const recovery = judge();
+  for (const [name, v] of Object.entries(recovery)) {
+    o.log(
+      `  ${name}: baseline p50 ${v.baseline.p50.toFixed(1)} ms p99 ${v.baseline.p99.toFixed(1)} ms; first window after the burst p50 ${v.firstWindow.p50.toFixed(1)} ms p99 ${v.firstWindow.p99.toFixed(1)} ms (${v.firstWindow.failed} failed); recovered after ${v.recoveredAfterSeconds ?? "-"} s`,
+    );
+  }
+
+  // --- 4. every accepted AUTHENTICATED delivered ---------------------------------------------------------
+  const delivered = () =>
+    new Set(knot.received.map((r) => r.taskId).filter((id) => acceptedTasks.has(id))).size;
+  const deliveryDeadline = performance.now() + o.deliveryWaitSeconds * 1000;
+  while (delivered() < acceptedTasks.size && performance.now() < deliveryDeadline) await sleep(100);
+  const deliveredCount = delivered();
+  const postedTwice = knot.received.length - new Set(knot.received.map((r) => r.taskId)).size;
+  custodyRss.stop();
+  gatewayRss.stop();
+
+  // --- verdicts ------------------------------------------------------------------------------------------
+  const sustainedSeconds = sustainedEnd / 1000;
+  const memoryBounds = (ceilingBytes: number) => ({
+    warmupSeconds: o.warmupSeconds,
+    ceilingBytes,
+    maxSlopeBytesPerMinute: o.memory.maxSlopeBytesPerMinute,
+  });
+  const memory: Record<"custody" | "gateway", MemoryVerdict> = {
+    custody: memoryVerdict(
+      custodyRss.between(0, sustainedSeconds),
+      memoryBounds(o.memory.custodyCeilingBytes),
+    ),
+    gateway: memoryVerdict(
+      gatewayRss.between(0, sustainedSeconds),
+      memoryBounds(o.memory.gatewayCeilingBytes),
+    ),
+  };
+  const burstMax = (samples: RssSample[]) => Math.max(0, ...samples.map((s) => s.bytes));
+  const custodyBurstRss = burstMax(custodyRss.between(sustainedSeconds, recoveryEnd / 1000));
+  const gatewayBurstRss = burstMax(gatewayRss.between(sustainedSeconds, recoveryEnd / 1000));
+  const verdicts: Verdict[] = [];
+  const verdict = (name: string, failures: string[]) =>
+    verdicts.push({ name, ok: failures.length === 0, failures });
+  // The ceiling holds during the burst too: that is when the container would be killed.
+  const overCeiling = (who: string, bytes: number, ceiling: number) =>
+    bytes >= ceiling
+      ? [`${who} RSS reached ${mib(bytes)} MiB during the burst (ceiling ${mib(ceiling)} MiB)`]
+      : [];
+  verdict("custody_memory", [
+    ...memory.custody.failures,
+    ...overCeiling("custody", custodyBurstRss, o.memory.custodyCeilingBytes),
+  ]);
+  verdict("gateway_memory", [
+    ...memory.gateway.failures,
+    ...overCeiling("gateway", gatewayBurstRss, o.memory.gatewayCeilingBytes),
+  ]);
+  const unexpected = (counts: Record<string, number>, allowed: ReadonlySet<string>) =>
+    Object.entries(counts).filter(([code]) => !allowed.has(code));
+  verdict(
+    "sustained_all_succeeded",
+    Object.entries(loads).flatMap(([name, load]) =>
+      unexpected(load.codesBetween(0, sustainedEnd), new Set(["OK"])).map(
+        ([code, n]) => `${name}: ${n} calls ended ${code} at the base rate`,
+      ),
+    ),
+  );
+  const custodyRefused = burstResult.custodyOutcomes[CUSTODY_REFUSED] ?? 0;
+  verdict("custody_burst_refused_as_overloaded", [
+    ...(custodyRefused === 0 ? ["nothing in the burst was refused: it did not overload custody"] : []),
+    ...unexpected(burstResult.custodyOutcomes, ALLOWED_DURING_BURST.custody).map(
+      ([code, n]) => `${n} burst calls ended ${code} (only OK or ${CUSTODY_REFUSED} are allowed)`,
+    ),
+    ...unexpected(loads.custody.codesBetween(sustainedEnd, burstEnd), ALLOWED_DURING_BURST.custody).map(
+      ([code, n]) => `${n} base-rate calls during the burst ended ${code}`,
+    ),
+  ]);
+  verdict("gateway_burst_answered_200_or_503", [
+    ...Object.entries(burstResult.gatewayStatuses)
+      .filter(([code]) => code !== "200" && code !== "503")
+      .map(([code, n]) => `${n} burst webhooks answered ${code}`),
+    ...(burstResult.gatewayErrors > 0
+      ? [
+          `${burstResult.gatewayErrors} burst webhooks got no answer (${burstResult.gatewayTimeouts} of them timed out)`,
+        ]
+      : []),
+    ...(burstResult.gatewayRequests === 0 ? ["the gateway burst sent nothing"] : []),
+    ...(["dotva", "knot"] as const).flatMap((name) =>
+      unexpected(loads[name].codesBetween(sustainedEnd, burstEnd), ALLOWED_DURING_BURST.http).map(
+        ([code, n]) => `${name}: ${n} base-rate webhooks during the burst ended ${code}`,
+      ),
+    ),
+  ]);
+  const alive = (p: Proc) => p.child.exitCode === null && p.child.signalCode === null;
+  verdict("processes_alive", [
+    ...(alive(custody.proc)
+      ? []
+      : [`custody exited (${custody.proc.child.exitCode ?? custody.proc.child.signalCode})`]),
+    ...(alive(gw.proc) ? [] : [`gateway exited (${gw.proc.child.exitCode ?? gw.proc.child.signalCode})`]),
+  ]);
+  for (const [name, v] of Object.entries(recovery)) verdict(`${name}_latency_recovered`, [...v.failures]);
+  verdict("authenticated_all_delivered", [
+    ...(deliveredCount < acceptedTasks.size
+      ? [
+          `${acceptedTasks.size - deliveredCount} of ${acceptedTasks.size} accepted AUTHENTICATED never reached Knot within ${o.deliveryWaitSeconds} s of the end`,
+        ]
+      : []),
+    ...(acceptedTasks.size === 0 ? ["no AUTHENTICATED was accepted"] : []),
+  ]);
+
+  const pct = (p: Percentiles) => ({ n: p.n, p50_ms: round(p.p50, 1), p99_ms: round(p.p99, 1) });
+  const rssFigures = (
+    name: string,
+    sampler: RssSampler,
+    v: MemoryVerdict,
+    ceiling: number,
+    burstBytes: number,
+  ) => ({
+    [`${name}_rss_start_mib`]: round((sampler.samples[0]?.bytes ?? Number.NaN) / MIB, 1),
+    [`${name}_rss_max_mib`]: round(v.maxBytes / MIB, 1),
+    [`${name}_rss_end_of_sustained_mib`]: round(
+      (sampler.between(0, sustainedSeconds).at(-1)?.bytes ?? Number.NaN) / MIB,
+      1,
+    ),
+    [`${name}_rss_slope_mib_per_min`]: round(v.slopeBytesPerMinute / MIB, 3),
+    [`${name}_rss_burst_max_mib`]: round(burstBytes / MIB, 1),
+    [`${name}_rss_ceiling_mib`]: round(ceiling / MIB, 0),
+  });
+  const figures: Record<string, unknown> = {
+    load: "custody+gateway",
+    sustained_seconds: o.sustainedSeconds,
+    warmup_seconds: o.warmupSeconds,
+    custody_rate_per_s: o.custodyRate,
+    dotva_rate_per_s: o.dotvaRate,
+    knot_rate_per_s: o.knotRate,
+    calls_sustained: Object.fromEntries(
+      Object.entries(loads).map(([name, load]) => [
+        name,
+        load.records.filter((r) => r.start < sustainedEnd).length,
+      ]),
+    ),
+    ...rssFigures("custody", custodyRss, memory.custody, o.memory.custodyCeilingBytes, custodyBurstRss),
+    ...rssFigures("gateway", gatewayRss, memory.gateway, o.memory.gatewayCeilingBytes, gatewayBurstRss),
+    max_slope_mib_per_min: round(o.memory.maxSlopeBytesPerMinute / MIB, 3),
+    burst_seconds: round((burstEnd - sustainedEnd) / 1000, 1),
+    custody_burst_seconds: round(burstResult.custodySeconds, 1),
+    gateway_burst_seconds: round(burstResult.gatewaySeconds, 1),
+    custody_max_queue: o.custodyMaxQueue,
+    custody_burst_per_wave: o.burst.custodyConcurrency,
+    custody_burst_outcomes: burstResult.custodyOutcomes,
+    custody_burst_refusal_messages: burstResult.custodyRefusalMessages,
+    gateway_burst_connections: o.burst.gatewayConnections,
+    gateway_burst_answered: burstResult.gatewayRequests,
+    gateway_burst_statuses: burstResult.gatewayStatuses,
+    gateway_burst_no_answer: burstResult.gatewayErrors,
+    gateway_burst_p50_ms: burstResult.gatewayP50Ms,
+    gateway_burst_p99_ms: burstResult.gatewayP99Ms,
+    base_calls_during_burst: Object.fromEntries(
+      Object.entries(loads).map(([name, load]) => [name, load.codesBetween(sustainedEnd, burstEnd)]),
+    ),
+    recovery: Object.fromEntries(
+      Object.entries(recovery).map(([name, v]) => [
+        name,
+        {
+          baseline: pct(v.baseline),
+          limit_p50_ms: round(v.limit.p50, 1),
+          limit_p99_ms: round(v.limit.p99, 1),
+          first_window: { ...pct(v.firstWindow), failed: v.firstWindow.failed },
+          recovered_after_s: v.recoveredAfterSeconds ?? null,
+        },
+      ]),
+    ),
+    recovery_within_s: o.recovery.withinSeconds,
+    authenticated_accepted: acceptedTasks.size,
+    authenticated_delivered: deliveredCount,
+    knot_card_posted_twice: postedTwice,
+    load_average_1m_before: round(load1Before),
+    load_average_1m_after: round(loadavg()[0]!),
+  };
+  return { ok: verdicts.every((v) => v.ok), verdicts, figures };
+}
