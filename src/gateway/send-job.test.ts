@@ -105,7 +105,7 @@ function harness(
   const repo = {
     findCardForTask: async () => o.lookup ?? { kind: "card", card: STORED },
     getCardholder: async () => ({ name: "profile" }),
-    renewLease: async () => true,
+    renewLease: async () => o.ownsLease ?? true,
     beginPost: async () => {
       order.push("beginPost");
       return o.ownsLease ?? true;
@@ -363,6 +363,12 @@ describe("a POST /card whose answer was never recorded (issue 17, the crash wind
 
   it("does not post when the lease was lost before the POST", async () => {
     const h = harness({ ownsLease: false });
+    await expect(h.run()).rejects.toSatisfy(isLeaseLost);
+    expect(h.knotCalls.post).toBe(0);
+  });
+
+  it("holds its lease through the wait for Knot's word; a lost lease stops it before any POST", async () => {
+    const h = harness({ postStartedAt: 0, grace: 2_000, ownsLease: false });
     await expect(h.run()).rejects.toSatisfy(isLeaseLost);
     expect(h.knotCalls.post).toBe(0);
   });

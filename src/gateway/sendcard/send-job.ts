@@ -334,6 +334,11 @@ async function knotWord(
     now() + (ctx.uncertainGraceMs ?? UNCERTAIN_GRACE_MS),
     job.deadlineAt - ctx.attemptTimeoutMs,
   );
+  // The wait may outlast the lease: hold the job through it, or another worker would take it over only
+  // to wait in turn.
+  if (until > now() && !(await ctx.repo.renewLease(job.taskId, ctx.owner, until + ctx.leaseMs))) {
+    throw new LeaseLost();
+  }
   for (;;) {
     const word = await ctx.repo.knotCardWord(job.taskId);
     if (word.kind !== "silent" || now() >= until) return word;
