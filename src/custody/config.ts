@@ -164,6 +164,15 @@ export const CONFIG_VARIABLES: readonly VariableDoc[] = [
     name: "CUSTODY_METRICS_LISTEN",
     help: "Prometheus metrics (GET /metrics, plain HTTP) on a separate listener: port (loopback) or host:port; unset = off",
   },
+  {
+    name: "CUSTODY_AUDIT_FILE",
+    help: "the audit chain: append-only (mode 600), hash-chained JSON lines, one per call written before the answer, plus handshake failures and reloads (docs/custody.md); its directory must be writable; required in production; in development, unset = the audit record goes to the operator log only",
+  },
+  {
+    name: "CUSTODY_AUDIT_FSYNC",
+    help: "1 = fdatasync after every audit line, so lines also survive power loss (a disk flush per call); 0 = lines survive the process being killed, not the machine losing power",
+    default: "0",
+  },
   { name: "CUSTODY_LOG_LEVEL", help: "pino level", default: "info" },
 ];
 
@@ -250,6 +259,8 @@ export interface CustodyConfig {
   readonly workers: number;
   readonly shutdownGraceMs: number;
   readonly logLevel: string;
+  /** The audit chain; `file` absent only in development. */
+  readonly audit: { readonly file?: string; readonly fsync: boolean };
   /** Absent = no metrics listener. */
   readonly metricsListen?: { readonly host: string; readonly port: number };
 }
@@ -535,6 +546,16 @@ function metricsListen(env: Env): { metricsListen?: { host: string; port: number
   return { metricsListen: { host: m[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port } };
 }
 
+function auditConfig(env: Env, mode: CustodyEnv): CustodyConfig["audit"] {
+  const file = env.CUSTODY_AUDIT_FILE?.trim() || undefined;
+  if (file === undefined && mode === "production") {
+    throw new ConfigError(
+      "CUSTODY_AUDIT_FILE: is required in production: name a file on a writable volume for the audit chain",
+    );
+  }
+  return { ...(file !== undefined ? { file } : {}), fsync: read(env, "CUSTODY_AUDIT_FSYNC", flag, "0") };
+}
+
 const LOOPBACK_NAMES = new Set(["localhost", "::1"]);
 
 function isLoopback(host: string): boolean {
@@ -714,6 +735,7 @@ export function loadConfig(env: Env = process.env): CustodyConfig {
     ),
     shutdownGraceMs: read(env, "CUSTODY_SHUTDOWN_GRACE_MS", positiveInt, "10000"),
     ...metricsListen(env),
+    audit: auditConfig(env, mode),
     logLevel: read(
       env,
       "CUSTODY_LOG_LEVEL",

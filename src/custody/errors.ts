@@ -69,6 +69,14 @@ export class DeadlineExceededError extends CustodyError {
   readonly code = "DEADLINE_EXCEEDED";
 }
 
+/**
+ * The call's audit line could not be written (disk full, I/O error): custody withholds the answer, so no
+ * card is re-encrypted without a record of it. Another instance, or a retry later, can serve it.
+ */
+export class AuditUnavailableError extends CustodyError {
+  readonly code = "AUDIT_UNAVAILABLE";
+}
+
 /** Anything unexpected. The detail goes to the operator log, never to the caller. */
 export class InternalError extends CustodyError {
   readonly code = "INTERNAL";
@@ -106,6 +114,7 @@ const GRPC_STATUS: Readonly<Record<ReasonCode, status>> = {
   CALLER_CERTIFICATE_EXPIRED: status.UNAUTHENTICATED,
   OVERLOADED: status.RESOURCE_EXHAUSTED,
   DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
+  AUDIT_UNAVAILABLE: status.UNAVAILABLE,
   INTERNAL: status.INTERNAL,
 };
 

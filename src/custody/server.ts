@@ -5,6 +5,7 @@
  */
 
 import { X509Certificate } from "node:crypto";
+import type { EventEmitter } from "node:events";
 import { type FSWatcher, watch } from "node:fs";
 import type { Server as HttpServer } from "node:http";
 import { basename, dirname } from "node:path";
@@ -12,6 +13,8 @@ import { TLSSocket } from "node:tls";
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { loadCustodyProto, loadHealthProto } from "../contract/proto.js";
+import type { AuditSink } from "./audit/sink.js";
+import { CustodyAuditTrail, keyChanges, keySnapshot } from "./audit/trail.js";
 import {
   type CustodyMode,
   currentIdentity,
@@ -35,6 +38,8 @@ export interface RunningCustody {
   readonly metricsPort?: number;
   readonly health: HealthState;
   readonly keys: ManagedKeyStore;
+  /** The audit chain (CUSTODY_AUDIT_FILE); absent in development without one. */
+  readonly audit?: AuditSink;
   /** Reloads the key set; on failure logs why, keeps the previous set and rejects. */
   reload(): Promise<ReloadResult>;
   /**
@@ -98,9 +103,13 @@ function callerResolver(mode: CustodyMode, logger: Logger) {
 
 export async function startCustody(
   config: CustodyConfig,
-  opts: { logger: Logger; keys?: ManagedKeyStore },
+  opts: { logger: Logger; keys?: ManagedKeyStore; auditAnchorIntervalMs?: number },
 ): Promise<RunningCustody> {
   const { logger } = opts;
+  // First: a custody that cannot keep its audit chain does not start (ConfigError naming the variable).
+  const trail = CustodyAuditTrail.open(config.audit, config.env, logger, {
+    ...(opts.auditAnchorIntervalMs !== undefined ? { anchorIntervalMs: opts.auditAnchorIntervalMs } : {}),
+  });
   // A policy file that does not validate at start-up stops the process (ConfigError, naming the
   // variable), before anything is opened.
   let grants: Grants =
@@ -145,6 +154,7 @@ export async function startCustody(
       }),
       defaultDeadlineMs: config.limits.defaultDeadlineMs,
       logger,
+      ...(trail.sink ? { audit: trail.sink } : {}),
       callerOf,
       skipCallerCheck,
     }),
@@ -169,29 +179,45 @@ export async function startCustody(
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(address, credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
   );
+  if (config.tls) for (const listener of grpcListeners(server)) trail.watchHandshakes(listener);
   if (config.recipients.allowAny)
     logger.warn("DEV MODE: CUSTODY_DEV_ALLOW_ANY_RECIPIENT is set: any recipient key is accepted");
 
   const reload = async (): Promise<ReloadResult> => {
+    const before = keySnapshot(keys.list());
     try {
       const result = await keys.reload();
+      trail.record("key_reload", {
+        accepted: true,
+        generation: result.generation,
+        keys: result.keys,
+        ...keyChanges(before, keySnapshot(keys.list())),
+      });
       logger.info({ generation: result.generation, keys: result.keys }, "key set reloaded");
       for (const warning of result.warnings) logger.warn({ warning }, "key set warning");
       return result;
     } catch (err) {
-      logger.error(
-        { reason: err instanceof Error ? err.message : String(err) },
-        "key reload failed; keeping the previous key set",
-      );
+      const reason = err instanceof Error ? err.message : String(err);
+      trail.record("key_reload", { accepted: false, reason });
+      logger.error({ reason }, "key reload failed; keeping the previous key set");
       throw err;
     }
   };
 
+  let tlsSerial = config.tls ? new X509Certificate(config.tls.cert).serialNumber : undefined;
   const reloadTls = (): boolean => {
     if (!config.tls || !tlsCredentials) return true;
     try {
       const material = readTlsMaterial(config.tls, new Date());
       tlsCredentials.setMaterial(material);
+      trail.record("tls_reload", {
+        accepted: true,
+        serial_before: tlsSerial,
+        serial: material.serial,
+        not_after: material.notAfter.toISOString(),
+        client_crls: material.crl.length,
+      });
+      tlsSerial = material.serial;
       metrics?.setCertificateExpiry(material.notAfter, material.caNotAfter);
       logger.info(
         {
@@ -203,8 +229,10 @@ export async function startCustody(
       );
       return true;
     } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      trail.record("tls_reload", { accepted: false, serial_in_force: tlsSerial, reason });
       logger.error(
-        { reason: err instanceof Error ? err.message : String(err) },
+        { reason },
         "TLS reload failed; keeping the previous certificate, key, client CA and CRLs",
       );
       return false;
@@ -236,13 +264,21 @@ export async function startCustody(
 
   const reloadCallerPolicy = (): boolean => {
     if (config.callerPolicyFile === undefined) return true;
+    const versionBefore = grants.version;
     try {
       grants = loadCallerPolicy(config.callerPolicyFile, config.env);
+      trail.record("caller_policy_reload", {
+        accepted: true,
+        version_before: versionBefore,
+        version: grants.version,
+      });
       logger.info({ policy_version: grants.version }, "caller policy reloaded");
       return true;
     } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      trail.record("caller_policy_reload", { accepted: false, version_in_force: versionBefore, reason });
       logger.error(
-        { reason: err instanceof Error ? err.message : String(err), policy_version: grants.version },
+        { reason, policy_version: grants.version },
         "caller policy reload failed; keeping the previous policy",
       );
       return false;
@@ -301,6 +337,15 @@ export async function startCustody(
     },
     "custody listening",
   );
+  trail.record("start", {
+    pid: process.pid,
+    env: config.env,
+    port,
+    mtls: config.tls !== undefined,
+    ...(tlsSerial !== undefined ? { tls_serial: tlsSerial } : {}),
+    policy_version: grants.version,
+    keys: keys.list().map((k) => `${k.fingerprint} ${k.state}`),
+  });
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.shutdownGraceMs) => {
@@ -328,6 +373,7 @@ export async function startCustody(
       await reencryptor.close();
       await keys.close();
       await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
+      trail.close({ pid: process.pid });
       logger.info("custody stopped");
     })();
     return stopping;
@@ -338,9 +384,20 @@ export async function startCustody(
     ...(metricsPort !== undefined ? { metricsPort } : {}),
     health,
     keys,
+    ...(trail.sink ? { audit: trail.sink } : {}),
     reload,
     reloadTls,
     reloadCallerPolicy,
     shutdown,
   };
+}
+
+/**
+ * grpc-js's listening HTTP/2 servers (TLS servers when the credentials are secure), which report failed
+ * handshakes as `tlsClientError`. grpc-js has no public handle on them; `src/custody/audit/audit.test.ts`
+ * "records a client certificate from another CA" fails if this stops finding them.
+ */
+function grpcListeners(server: Server): EventEmitter[] {
+  const internal = (server as unknown as { http2Servers?: Map<EventEmitter, unknown> }).http2Servers;
+  return internal ? [...internal.keys()] : [];
 }

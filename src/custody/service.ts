@@ -2,8 +2,9 @@
  * custody.v1.CardCustody/ReencryptForKnot: the boundary where a request is checked, in this order —
  * caller grant, per-caller limits, request fields (schema), the caller's recipient policy, the caller's
  * source-key grant, key lookup and state —
- * before one job goes to the worker pool. Every outcome produces one audit line and, on failure, a
- * status with a reason code (status-details.ts) and a message that never quotes input.
+ * before one job goes to the worker pool. Every outcome produces one audit line, written before the
+ * caller is answered, and, on failure, a status with a reason code (status-details.ts) and a message
+ * that never quotes input.
  */
 import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
 import type { Logger } from "pino";
@@ -13,6 +14,7 @@ import { parseKnotUser } from "../core/card/knot-user.js";
 import { normalizeFingerprint } from "../core/crypto/fingerprint.js";
 import { type ParsedJwe, parseCompactJwe } from "../core/crypto/jwe-decrypt.js";
 import { cachedKnotJwkParser, type KnotRecipient } from "../core/crypto/knot-jwk.js";
+import type { AuditSink } from "./audit/sink.js";
 import { type AuditRecord, audit } from "./audit.js";
 import { matcherText, type PeerIdentity } from "./caller-identity.js";
 import type { CallerLimits } from "./caller-limits.js";
@@ -44,6 +46,8 @@ export interface ServiceDeps {
   readonly limits: CallerLimits;
   readonly defaultDeadlineMs: number;
   readonly logger: Logger;
+  /** The audit chain (CUSTODY_AUDIT_FILE); absent in development without one. */
+  readonly audit?: AuditSink;
   /** Resolves the caller from the call's TLS peer certificate, as of now. */
   readonly callerOf: (call: ServerUnaryCall<unknown, unknown>) => PeerIdentity;
   /** Dev plaintext mode: no certificate, so no caller check (logged at start-up). */
@@ -80,6 +84,7 @@ export function reencryptHandler(deps: ServiceDeps) {
       duration_ms: 0,
     };
     let release: (() => void) | undefined;
+    let answer: (() => void) | undefined;
     const grants = deps.grants();
     record.policy_version = grants.version;
     try {
@@ -180,13 +185,14 @@ export function reencryptHandler(deps: ServiceDeps) {
         throw new Refusal(result.failure);
       }
       record.card_last4 = result.cardLast4;
-      callback(null, {
-        jwe: result.jwe,
-        key_fingerprint: key.info.fingerprint,
-        recipient_thumbprint: recipient.thumbprint,
-        card_last4: result.cardLast4,
-        card_bin: result.cardBin,
-      });
+      answer = () =>
+        callback(null, {
+          jwe: result.jwe,
+          key_fingerprint: key.info.fingerprint,
+          recipient_thumbprint: recipient.thumbprint,
+          card_last4: result.cardLast4,
+          card_bin: result.cardBin,
+        });
     } catch (err) {
       if (!(err instanceof Refusal)) {
         // Only the class name: messages of unexpected errors may quote input.
@@ -198,12 +204,22 @@ export function reencryptHandler(deps: ServiceDeps) {
       const failure = err instanceof Refusal ? err.failure : toGrpcFailure(err);
       record.outcome = failure.code;
       record.grpc_status = failure.grpcStatus;
-      callback({ code: failure.grpcStatus, details: failure.message, metadata: failureMetadata(failure) });
+      answer = () =>
+        callback({ code: failure.grpcStatus, details: failure.message, metadata: failureMetadata(failure) });
     } finally {
       release?.();
       record.duration_ms = Math.round((performance.now() - started) * 1000) / 1000;
       if (call.cancelled && record.outcome === "OK") record.outcome = "CANCELLED";
-      audit(deps.logger, record);
+      // The audit line is written before the caller hears anything: an answered call always has its line.
+      const unaudited = audit(deps.logger, deps.audit, record);
+      if (unaudited) {
+        answer = () =>
+          callback({
+            code: unaudited.grpcStatus,
+            details: unaudited.message,
+            metadata: failureMetadata(unaudited),
+          });
+      }
       if (deps.metrics) {
         deps.metrics.calls.inc({
           method: "ReencryptForKnot",
@@ -212,6 +228,7 @@ export function reencryptHandler(deps: ServiceDeps) {
         });
         deps.metrics.duration.observe({ method: "ReencryptForKnot" }, record.duration_ms / 1000);
       }
+      answer?.();
     }
   };
 }

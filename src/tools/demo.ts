@@ -41,7 +41,9 @@ async function main(): Promise<boolean> {
   await knot.start();
   step(2, `Knot simulator on ${knot.url} (serves /jwe/key, decrypts and checks POST /card)`);
 
-  const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()]);
+  const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()], {
+    CUSTODY_AUDIT_FILE: join(work, "custody-audit.jsonl"),
+  });
   procs.push(custody.proc);
   step(3, `custody listening on ${custody.address} (mTLS, Knot key pinned by thumbprint)`);
 

@@ -5,8 +5,9 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createPublicKey } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULTS as GATEWAY_DEFAULTS } from "../gateway/config.js";
@@ -113,6 +114,7 @@ export async function startCustodyProcess(
     CUSTODY_RECIPIENT_PINS: recipientPins.join(","),
     CUSTODY_WORKERS: "2",
     CUSTODY_LOG_LEVEL: "warn",
+    CUSTODY_AUDIT_FILE: join(mkdtempSync(join(tmpdir(), "custody-audit-")), "audit.jsonl"),
     ...extra,
   });
   await waitUntil("custody", () => portOpen(port), proc);

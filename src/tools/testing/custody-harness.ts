@@ -60,6 +60,8 @@ export function baseEnv(pki: DevPki, extra: Record<string, string> = {}): Record
     CUSTODY_RECIPIENT_PINS: readFileSync(pki.knotThumbprint, "utf8").trim(),
     CUSTODY_WORKERS: "2",
     CUSTODY_LOG_LEVEL: "debug",
+    // Each environment its own chain: a chain has one writer.
+    CUSTODY_AUDIT_FILE: join(tempDir("audit"), "audit.jsonl"),
     ...extra,
   };
 }

@@ -16,6 +16,7 @@ export const generate: KeyToolCommand = {
       state: keyState(values, "active"),
       ...(pass ? { passphrase: pass } : {}),
     });
+    io.record?.({ fingerprint: key.fingerprint, file: key.file });
     io.out(`${key.fingerprint}  ${key.file}`);
   },
 };

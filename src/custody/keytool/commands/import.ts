@@ -25,6 +25,7 @@ export const importKey: KeyToolCommand = {
       ...(pass ? { passphrase: pass } : {}),
       ...(sourcePass ? { sourcePassphrase: sourcePass } : {}),
     });
+    io.record?.({ fingerprint: key.fingerprint, file: key.file });
     io.out(`${key.fingerprint}  ${key.file}`);
   },
 };

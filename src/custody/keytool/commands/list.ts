@@ -18,6 +18,7 @@ export const list: KeyToolCommand = {
       created: k.createdAt?.toISOString(),
       file: k.label,
     }));
+    io.record?.({ keys: keys.length });
     printKeyListing(keys, values.json === true, (k) => k.file, io);
     if (values.json) return;
     for (const warning of snapshot.warnings) io.err(`warning: ${warning}`);

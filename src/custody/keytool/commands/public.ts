@@ -11,6 +11,7 @@ export const publicKey: KeyToolCommand = {
   options: { ...DIR_OPTIONS, key: { type: "string" }, format: { type: "string" } },
   async run(values, io) {
     const key = findKey(keyDir(values), required(values, "key"), passphrase(values));
+    io.record?.({ fingerprint: key.fingerprint });
     const pub = createPublicKey({ key: key.spki, format: "der", type: "spki" });
     const format = (values.format as string | undefined) ?? "pem";
     if (format === "pem") io.out(pub.export({ type: "spki", format: "pem" }).toString().trimEnd());

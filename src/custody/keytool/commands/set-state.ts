@@ -12,6 +12,7 @@ export const setState: KeyToolCommand = {
     const key = findKey(dir, required(values, "key"), passphrase(values));
     const state = keyState(values);
     setKeyState(dir, key, state);
+    io.record?.({ fingerprint: key.fingerprint, state_before: key.state, state_after: state });
     io.out(`${key.fingerprint}  ${key.state} -> ${state}`);
   },
 };

@@ -38,6 +38,7 @@ export const verify: KeyToolCommand = {
         io.out(`FAIL  ${key.fingerprint}  ${key.state}  ${key.label}`);
       }
     }
+    io.record?.({ keys: keys.length, failed });
     if (failed > 0) throw new KeyToolError(`${failed} of ${keys.length} keys failed the round trip`);
   },
 };

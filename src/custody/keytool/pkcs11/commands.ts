@@ -37,8 +37,10 @@ function findById(admin: AdminSession, id: Buffer): DiscoveredKey {
   return key;
 }
 
-function created(admin: AdminSession, key: DiscoveredKey): string {
-  return `${key.forms.canonical}  ${formatKeyUri(slotLabel(admin), key.label, key.id)}`;
+function created(admin: AdminSession, key: DiscoveredKey, io: KeyToolIo): string {
+  const uri = formatKeyUri(slotLabel(admin), key.label, key.id);
+  io.record?.({ fingerprint: key.forms.canonical, uri });
+  return `${key.forms.canonical}  ${uri}`;
 }
 
 const generateToken: TokenRun = async (values, io) => {
@@ -52,7 +54,7 @@ const generateToken: TokenRun = async (values, io) => {
     await generateInToken(admin, label, id, bits);
     const key = findById(admin, id);
     recordState(stateDir(values), key, state, new Date());
-    return created(admin, key);
+    return created(admin, key, io);
   });
   io.out(out);
 };
@@ -70,7 +72,7 @@ const importToken: TokenRun = async (values, io) => {
       importIntoToken(admin, label, id, pem, sourcePass);
       const key = findById(admin, id);
       recordState(stateDir(values), key, state, new Date());
-      return created(admin, key);
+      return created(admin, key, io);
     });
   } finally {
     pem.fill(0);
@@ -83,6 +85,7 @@ const listToken: TokenRun = async (values, io) => {
   const rows = await withTokenSession(tokenAccess(values), (admin) =>
     describeTokenKeys(admin, slotLabel(admin), stateDir(values)),
   );
+  io.record?.({ keys: rows.length });
   printKeyListing(rows, values.json === true, (k) => k.uri, io);
 };
 
@@ -90,6 +93,7 @@ const publicToken: TokenRun = async (values, io) => {
   const key = await withTokenSession(tokenAccess(values), (admin) =>
     findTokenKey(admin, required(values, "key")),
   );
+  io.record?.({ fingerprint: key.forms.canonical });
   const pub = createPublicKey({ key: key.spki, format: "der", type: "spki" });
   const format = (values.format as string | undefined) ?? "pem";
   if (format === "pem") io.out(pub.export({ type: "spki", format: "pem" }).toString().trimEnd());
@@ -113,6 +117,7 @@ const setStateToken: TokenRun = async (values, io) => {
     findTokenKey(admin, required(values, "key")),
   );
   recordState(dir, key, state);
+  io.record?.({ fingerprint: key.forms.canonical, state_after: state });
   io.out(`${key.forms.canonical}  -> ${state}`);
 };
 
@@ -143,8 +148,8 @@ export function withPkcs11(command: KeyToolCommand): KeyToolCommand {
     ...command,
     usage: `${command.usage}\n      ${command.name} ${TOKEN_USAGE} ${token.usage}`,
     options: { ...command.options, ...token.options, ...TOKEN_OPTIONS },
-    run: (values, io) => {
-      if (!values.pkcs11) return command.run(values, io);
+    run: (values, io, positionals) => {
+      if (!values.pkcs11) return command.run(values, io, positionals);
       for (const option of ["dir", "passphrase-file", "name"]) {
         if (values[option] !== undefined)
           throw new KeyToolError(`--${option} is for the key directory, not --pkcs11`);
