@@ -7,7 +7,7 @@
  * a crashing input is written to fuzz/crashes/ and the run fails: copy it into fuzz/corpus/<target>/ to
  * make it a regression case (src/tools/fuzz/regression.test.ts runs the corpus in the test command).
  *
- * Each target's executions, seconds and verdict, with the date and commit, are merged into
+ * Each target's executions, seconds and verdict, with the date and commit, are merged as it ends into
  * fuzz/results.json (committed; src/tools/docs/gen-assurance.ts reads it): "goal met" at 1 000 000
  * executions or more, "below goal" when FUZZ_MAX_SECONDS stopped it first, "failed" on a crash or a run
  * that reported nothing. A run with FUZZ_RUNS below the goal (a quick try) does not write the file.
@@ -16,7 +16,7 @@
  * three-function shim are built in a scratch directory (fuzz/glibc236-patch.py explains).
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -81,6 +81,18 @@ const crashes = join(ROOT, "fuzz/crashes");
 mkdirSync(crashes, { recursive: true });
 const results: FuzzResults["targets"] = {};
 const commit = spawnSync("git", ["rev-parse", "HEAD"], { cwd: ROOT, encoding: "utf8" }).stdout.trim();
+
+/** Merges one target's result into fuzz/results.json as soon as it is known, so a long run keeps what it did. */
+function save(name: string, result: FuzzResults["targets"][string]): void {
+  const previous: FuzzResults = existsSync(FUZZ_RESULTS)
+    ? (JSON.parse(readFileSync(FUZZ_RESULTS, "utf8")) as FuzzResults)
+    : { goal: FUZZ_RUNS_GOAL, targets: {} };
+  const targets = Object.fromEntries(
+    Object.entries({ ...previous.targets, [name]: result }).sort(([a], [b]) => a.localeCompare(b)),
+  );
+  writeFileSync(FUZZ_RESULTS, `${JSON.stringify({ goal: FUZZ_RUNS_GOAL, targets }, null, 2)}\n`);
+}
+
 for (const name of names) {
   const discovered = join(scratch, `corpus-${name}`);
   mkdirSync(discovered);
@@ -108,18 +120,14 @@ for (const name of names) {
   const verdict = fuzzVerdict(r.status === 0 && done !== null, executions);
   if (verdict === "failed") console.error(log.split("\n").slice(-40).join("\n"));
   results[name] = { executions, seconds, verdict, date: new Date().toISOString().slice(0, 10), commit };
+  if (runs >= FUZZ_RUNS_GOAL) save(name, results[name]);
   console.log(`fuzz ${name}: ${executions} executions in ${seconds} s: ${verdict}`);
 }
+rmSync(scratch, { recursive: true, force: true });
 console.table(results);
-if (runs >= FUZZ_RUNS_GOAL) {
-  const previous: FuzzResults = existsSync(FUZZ_RESULTS)
-    ? (JSON.parse(readFileSync(FUZZ_RESULTS, "utf8")) as FuzzResults)
-    : { goal: FUZZ_RUNS_GOAL, targets: {} };
-  const merged: FuzzResults = { goal: FUZZ_RUNS_GOAL, targets: { ...previous.targets, ...results } };
-  const sorted = Object.fromEntries(Object.entries(merged.targets).sort(([a], [b]) => a.localeCompare(b)));
-  writeFileSync(FUZZ_RESULTS, `${JSON.stringify({ ...merged, targets: sorted }, null, 2)}\n`);
-  console.log(`fuzz: results in ${FUZZ_RESULTS}; regenerate docs/assurance.md with npm run docs:assurance`);
-} else {
-  console.log(`fuzz: FUZZ_RUNS below the goal of ${FUZZ_RUNS_GOAL}; fuzz/results.json left as it was`);
-}
+console.log(
+  runs >= FUZZ_RUNS_GOAL
+    ? `fuzz: results in ${FUZZ_RESULTS}; regenerate docs/assurance.md with npm run docs:assurance`
+    : `fuzz: FUZZ_RUNS below the goal of ${FUZZ_RUNS_GOAL}; fuzz/results.json left as it was`,
+);
 if (Object.values(results).some((r) => r.verdict === "failed")) process.exit(1);
