@@ -4,7 +4,7 @@
 #   docker build --target gateway -t card-gateway .
 # Run them read-only as the numeric user below, with core dumps off for custody:
 #   docker run --read-only --cap-drop ALL --security-opt no-new-privileges --ulimit core=0 \
-#     -v /srv/custody-secrets:/run/secrets/custody:ro card-custody
+#     -v /srv/custody-secrets:/run/secrets/custody:ro -v custody-audit:/var/lib/custody-audit card-custody
 # deploy/ has a compose file and Kubernetes manifests that do all of this; docs/operations.md explains it.
 # What these commands produce is tested without a Docker engine: src/tools/deploy/dockerfile.test.ts reads
 # this file, src/custody/production-build.test.ts runs the build stage's commands and both services.
@@ -60,16 +60,19 @@ ENV SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf
 VOLUME ["/var/lib/softhsm/tokens"]
 
 FROM softhsm-${WITH_SOFTHSM} AS custody
+# The audit chain (CUSTODY_AUDIT_FILE) is the one thing custody writes: its own volume, owned by the service user.
+RUN ["/usr/bin/install", "-d", "-o", "10001", "-g", "10001", "-m", "0700", "/var/lib/custody-audit"]
 # No shell and no package manager left for an intruder to drive (exec form: this step needs no shell).
 RUN ["/usr/bin/rm", "-f", "/usr/bin/sh", "/usr/bin/dash", "/usr/bin/bash", "/usr/bin/rbash", "/usr/bin/apt", "/usr/bin/apt-get", "/usr/bin/apt-cache", "/usr/bin/apt-config", "/usr/bin/apt-mark", "/usr/bin/dpkg", "/usr/bin/dpkg-deb", "/usr/bin/dpkg-query", "/usr/bin/dpkg-split", "/usr/bin/dpkg-divert", "/usr/bin/dpkg-trigger", "/usr/bin/dpkg-statoverride", "/usr/bin/dpkg-maintscript-helper", "/usr/bin/dpkg-realpath"]
-# Keys, TLS files and policy are mounted read-only here; custody writes nothing anywhere.
+# Keys, TLS files and policy are mounted read-only here; custody writes only its audit chain.
 ENV CUSTODY_ENV=production \
     CUSTODY_LISTEN=0.0.0.0:7443 \
     CUSTODY_TLS_CERT=/run/secrets/custody/tls/tls.crt \
     CUSTODY_TLS_KEY=/run/secrets/custody/tls/tls.key \
     CUSTODY_TLS_CLIENT_CA=/run/secrets/custody/tls/client-ca.crt \
-    CUSTODY_KEY_DIR=/run/secrets/custody/keys
-VOLUME ["/run/secrets/custody"]
+    CUSTODY_KEY_DIR=/run/secrets/custody/keys \
+    CUSTODY_AUDIT_FILE=/var/lib/custody-audit/audit.jsonl
+VOLUME ["/run/secrets/custody", "/var/lib/custody-audit"]
 EXPOSE 7443
 USER 10001:10001
 STOPSIGNAL SIGTERM

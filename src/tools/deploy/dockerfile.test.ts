@@ -131,9 +131,10 @@ describe("Dockerfile", () => {
   it("declares a volume for everything the services read or write at run time", () => {
     const volumes = (t: string, args: Record<string, string> = {}) =>
       all(file, t, "VOLUME", args).flatMap((v) => execForm(v.args));
-    expect(volumes("custody")).toEqual(["/run/secrets/custody"]);
+    expect(volumes("custody")).toEqual(["/run/secrets/custody", "/var/lib/custody-audit"]);
     expect(volumes("custody", { WITH_SOFTHSM: "1" }).sort()).toEqual([
       "/run/secrets/custody",
+      "/var/lib/custody-audit",
       "/var/lib/softhsm/tokens",
     ]);
     expect(volumes("gateway").sort()).toEqual(["/run/secrets/gateway", "/var/lib/card-gateway"]);

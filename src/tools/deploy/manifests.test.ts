@@ -155,7 +155,10 @@ describe("deploy/compose.yaml", () => {
       expect(s.user, name).toMatch(/^[1-9]\d*:[1-9]\d*$/);
       expect(s.cap_add, name).toBeUndefined();
       expect(s.privileged, name).toBeUndefined();
-      for (const v of s.volumes) expect(v, name).toMatch(/:ro$/);
+      // Read-only mounts, but for each custody's own audit volume (one writer per chain).
+      for (const v of s.volumes) {
+        if (!/:ro$/.test(v)) expect(`${name} ${v}`).toBe(`${name} ${name}-audit:/var/lib/custody-audit`);
+      }
       for (const variable of Object.keys(s.environment ?? {}))
         expect(KNOWN_ENV, variable).toContain(variable);
     }
@@ -212,9 +215,12 @@ describe("deploy/kubernetes", () => {
         expect(c.securityContext.privileged, where).toBe(false);
         expect(c.securityContext.capabilities, where).toEqual({ drop: ["ALL"] });
         for (const m of c.volumeMounts ?? []) {
-          // Only custody's memory-backed key copy is writable, and only by the init container.
+          // Writable: custody's memory-backed key copy (only by the init container) and its audit chain.
           if (!m.readOnly)
-            expect(`${where}:${m.mountPath}`).toBe("card-custody/install-keys:/run/secrets/custody/keys");
+            expect([
+              "card-custody/install-keys:/run/secrets/custody/keys",
+              "card-custody/custody:/var/lib/custody-audit",
+            ]).toContain(`${where}:${m.mountPath}`);
         }
         for (const e of c.env ?? []) expect(KNOWN_ENV, `${where} ${e.name}`).toContain(e.name);
       }

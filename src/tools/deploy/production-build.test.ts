@@ -142,6 +142,10 @@ beforeAll(async () => {
     "tls.crt": pki.gateway.cert,
     "tls.key": pki.gateway.key,
   });
+  // The image's /var/lib/custody-audit volume: owned by the service user, as the Dockerfile installs it.
+  const custodyAudit = tempDir("image-custody-audit");
+  execFileSync("chown", ["nobody", custodyAudit]);
+  chmodSync(custodyAudit, 0o700);
   gatewayData = tempDir("image-gateway-data");
   execFileSync("chown", ["nobody", gatewayData]);
   chmodSync(gatewayData, 0o700);
@@ -156,6 +160,7 @@ beforeAll(async () => {
       CUSTODY_TLS_KEY: join(custodySecrets, "tls.key"),
       CUSTODY_TLS_CLIENT_CA: join(custodySecrets, "client-ca.crt"),
       CUSTODY_KEY_DIR: join(custodySecrets, "keys"),
+      CUSTODY_AUDIT_FILE: join(custodyAudit, "audit.jsonl"),
       CUSTODY_LOG_LEVEL: "info",
     }),
   );
