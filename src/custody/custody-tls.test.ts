@@ -17,6 +17,7 @@ import {
   startTestCustody,
   testPki,
 } from "../tools/testing/custody-harness.js";
+import "../tools/docs/measurements.js";
 import type { RunningCustody } from "./server.js";
 
 const pki = testPki();
@@ -99,17 +100,22 @@ afterAll(async () => {
 });
 
 describe("custody TLS", () => {
-  it.each(LEGACY)("refuses %s (the probe succeeds against a server that allows it)", async (flag) => {
-    const args = [flag, "-cipher", "DEFAULT:@SECLEVEL=0"];
-    expect((await probe(controlPort, args)).ok).toBe(true);
-    const result = await probe(custody.port, args);
-    expect(result.ok).toBe(false);
-    expect(result.out).toMatch(
-      /alert protocol version|no protocols available|wrong version number|unsupported protocol/i,
-    );
-  });
+  // Each test records what it observed in task.meta.tls, for docs/assurance.md (src/tools/docs/measurements.ts).
+  it.for(LEGACY)(
+    "refuses %s (the probe succeeds against a server that allows it)",
+    async (flag, { task }) => {
+      const args = [flag, "-cipher", "DEFAULT:@SECLEVEL=0"];
+      expect((await probe(controlPort, args)).ok).toBe(true);
+      const result = await probe(custody.port, args);
+      expect(result.ok).toBe(false);
+      expect(result.out).toMatch(
+        /alert protocol version|no protocols available|wrong version number|unsupported protocol/i,
+      );
+      task.meta.tls = { refusedProtocol: flag };
+    },
+  );
 
-  it("negotiates TLS 1.3 and only AEAD suites", async () => {
+  it("negotiates TLS 1.3 and only AEAD suites", async ({ task }) => {
     const accepted: string[] = [];
     for (const suite of TLS13_SUITES) {
       const r = await probe(custody.port, ["-tls1_3", "-ciphersuites", suite]);
@@ -122,9 +128,12 @@ describe("custody TLS", () => {
     }
     expect(accepted.length).toBeGreaterThan(0);
     for (const suite of accepted) expect(AEAD.has(suite)).toBe(true);
+    task.meta.tls = { acceptedSuites: accepted };
   });
 
-  it("ends a handshake without a client certificate with the certificate-required alert", async () => {
+  it("ends a handshake without a client certificate with the certificate-required alert", async ({
+    task,
+  }) => {
     const out = await openssl([
       "-connect",
       `127.0.0.1:${custody.port}`,
@@ -136,6 +145,7 @@ describe("custody TLS", () => {
       "-ign_eof",
     ]);
     expect(out).toMatch(/alert certificate required/i);
+    task.meta.tls = { withoutClientCertificate: /alert certificate required/i.exec(out)![0] };
   });
 
   it("answers no RPC to a client without a certificate; the same RPC with one succeeds", async () => {
