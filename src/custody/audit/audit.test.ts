@@ -27,7 +27,7 @@ import {
   baseEnv,
   custodyClient,
   dotvaJwe,
-  type LogCapture,
+  LogCapture,
   reencrypt,
   startTestCustody,
   TEST_SECRETS,
@@ -35,10 +35,11 @@ import {
   testPki,
 } from "../../tools/testing/custody-harness.js";
 import { USER } from "../../tools/testing/profile.js";
+import { createLogger } from "../audit.js";
 import { loadConfig } from "../config.js";
 import { generateKeyFile } from "../keytool/key-files.js";
 import { runKeyTool } from "../keytool/run.js";
-import type { RunningCustody } from "../server.js";
+import { type RunningCustody, startCustody } from "../server.js";
 import { GENESIS } from "./chain.js";
 import { AuditSink } from "./sink.js";
 import { verifyChainFile } from "./verify.js";
@@ -391,6 +392,31 @@ describe("the chain across restarts", () => {
       expect(verdict.detail).toContain("custody recorded a chain_break at line 7: torn last line");
   });
 
+  it("writes the head to the operator log when the chain moved, not when it did not", async () => {
+    const pki = testPki();
+    const log = new LogCapture();
+    const config = loadConfig(baseEnv(pki));
+    const custody = await startCustody(config, {
+      logger: createLogger("info", log),
+      auditAnchorIntervalMs: 50,
+    });
+    try {
+      const start = lines(config.audit.file!).find((l) => l.event === "start")!;
+      const anchors = () => log.lines().filter((l) => l.msg === "audit chain head");
+      // The start line moved the chain past the head logged at open: one periodic anchor names it.
+      const first = await until("a periodic anchor", () => anchors()[0]);
+      expect(first).toMatchObject({ audit_head_seq: start.seq, audit_head_hash: start.hash });
+      custody.reloadTls();
+      const reload = lines(config.audit.file!).find((l) => l.event === "tls_reload")!;
+      await until("the anchor after the reload", () =>
+        anchors().find((l) => l.audit_head_seq === reload.seq),
+      );
+      expect(anchors().filter((l) => l.audit_head_seq === start.seq)).toHaveLength(1);
+    } finally {
+      await custody.shutdown(1000);
+    }
+  });
+
   it("is required in production and optional in development", () => {
     const pki = testPki();
     const { CUSTODY_AUDIT_FILE: _f, ...noAudit } = baseEnv(pki);
@@ -407,7 +433,7 @@ describe("the chain across restarts", () => {
     const cliChain = join(tempDir("audit-cli"), "keytool.jsonl");
     expect((await keytool("list", "--dir", pki.dotvaKeyDir, "--audit-file", cliChain)).code).toBe(0);
     await expect(startTestCustody(baseEnv(pki, { CUSTODY_AUDIT_FILE: cliChain }))).rejects.toThrow(
-      "CUSTODY_AUDIT_FILE: " + `${cliChain} is the custody-keys chain`,
+      `CUSTODY_AUDIT_FILE: ${cliChain} is the custody-keys chain`,
     );
     await expect(
       startTestCustody(baseEnv(pki, { CUSTODY_AUDIT_FILE: "/nonexistent/dir/a.jsonl" })),
