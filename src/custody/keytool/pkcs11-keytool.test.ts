@@ -3,7 +3,7 @@
  * migration, list, public, set-state; the store then sees exactly what the CLI reported.
  */
 import { createPublicKey, generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CompactEncrypt } from "jose";
@@ -32,7 +32,9 @@ async function cli(...argv: string[]): Promise<{ code: number; out: string; err:
   return { code, out: out.join("\n"), err: err.join("\n") };
 }
 
-const tokenArgs = ["--pkcs11", "--uri", uri, "--state-dir", stateDir];
+// Every token action recorded in the CLI's audit chain (src/custody/keytool/audit-trail.ts).
+const auditFile = join(stateDir, "keytool-audit.jsonl");
+const tokenArgs = ["--pkcs11", "--uri", uri, "--state-dir", stateDir, "--audit-file", auditFile];
 
 describe("custody-keys --pkcs11", () => {
   let generated = "";
@@ -118,5 +120,26 @@ describe("custody-keys --pkcs11", () => {
     expect(unknown.err).toMatch(/no token key is named nope/);
     expect(usage()).toContain("generate --pkcs11");
     expect(usage()).toContain("import --pkcs11");
+  });
+
+  it("recorded every token action in the audit chain, with fingerprints and key URIs but never --uri", async () => {
+    const verify = await cli("audit", "verify", auditFile);
+    expect(verify.code).toBe(0);
+    const lines = readFileSync(auditFile, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const actions = lines.filter((l) => l.event === "keytool");
+    expect(actions.find((l) => l.command === "generate")).toMatchObject({
+      outcome: "ok",
+      fingerprint: generated,
+      uri: expect.stringMatching(/^pkcs11:token=custody-cli;object=dotva-2026;/),
+      options: { pkcs11: true, label: "dotva-2026", "state-dir": stateDir },
+    });
+    expect(actions.filter((l) => l.command === "set-state").map((l) => l.state_after)).toContain("disabled");
+    expect(actions.find((l) => l.command === "public" && l.outcome === "error")).toBeDefined();
+    const text = readFileSync(auditFile, "utf8");
+    expect(text).not.toContain("pin-source");
+    expect(text).not.toContain(token.pinFile);
   });
 });
