@@ -31,7 +31,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { FUZZ_RESULTS, FUZZ_RUNS_GOAL, type FuzzResults } from "../fuzz/results.js";
+import { FUZZ_RESULTS, FUZZ_RUNS_GOAL, type FuzzResults, writeCommittedJson } from "../fuzz/results.js";
 import { TARGETS } from "../fuzz/targets.js";
 import { CONTROLS, type Control, FUZZ_PROPERTIES, type TestSelector } from "./controls.js";
 import type { TimingMeasurement, TlsObservation } from "./measurements.js";
@@ -393,7 +393,7 @@ function main(argv: readonly string[]): number {
   if (argv.includes("--record")) {
     const commit = spawnSync("git", ["rev-parse", "HEAD"], { cwd: ROOT, encoding: "utf8" }).stdout.trim();
     measurements = recordMeasurements(cases, new Date().toISOString().slice(0, 10), commit);
-    writeFileSync(MEASUREMENTS, `${JSON.stringify(measurements, null, 2)}\n`);
+    writeCommittedJson(MEASUREMENTS, measurements);
     console.log(`recorded the timing and TLS figures in ${relative(ROOT, MEASUREMENTS)}`);
   }
   let next: string;

@@ -21,7 +21,13 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { build } from "esbuild";
-import { FUZZ_RESULTS, FUZZ_RUNS_GOAL, type FuzzResults, fuzzVerdict } from "./results.js";
+import {
+  FUZZ_RESULTS,
+  FUZZ_RUNS_GOAL,
+  type FuzzResults,
+  fuzzVerdict,
+  writeCommittedJson,
+} from "./results.js";
 import { TARGETS, type TargetName } from "./targets.js";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
@@ -90,7 +96,7 @@ function save(name: string, result: FuzzResults["targets"][string]): void {
   const targets = Object.fromEntries(
     Object.entries({ ...previous.targets, [name]: result }).sort(([a], [b]) => a.localeCompare(b)),
   );
-  writeFileSync(FUZZ_RESULTS, `${JSON.stringify({ goal: FUZZ_RUNS_GOAL, targets }, null, 2)}\n`);
+  writeCommittedJson(FUZZ_RESULTS, { goal: FUZZ_RUNS_GOAL, targets });
 }
 
 for (const name of names) {
