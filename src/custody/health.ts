@@ -10,7 +10,7 @@ import {
   status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { type IdentityMatcher, matchingEntry, type PeerIdentity } from "./caller-identity.js";
+import type { CallerIdentity, PeerIdentity } from "./caller-identity.js";
 import { toGrpcFailure } from "./errors.js";
 
 export const CUSTODY_SERVICE_NAME = "custody.v1.CardCustody";
@@ -44,7 +44,8 @@ export class HealthState {
   }
 
   implementation(
-    allowed: readonly IdentityMatcher[] | "any",
+    /** Whether this caller may ask; decided per call, so it can follow a reloaded caller policy. */
+    allowed: (identity: CallerIdentity) => boolean,
     callerOf: (
       call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
     ) => PeerIdentity,
@@ -57,8 +58,7 @@ export class HealthState {
       if (skipCallerCheck) return undefined;
       const peer = callerOf(call);
       if (!peer.ok) return { code: toGrpcFailure(peer.error).grpcStatus, details: peer.error.message };
-      if (allowed !== "any" && !matchingEntry(peer.identity, allowed))
-        return { code: status.PERMISSION_DENIED, details: "caller not allowed" };
+      if (!allowed(peer.identity)) return { code: status.PERMISSION_DENIED, details: "caller not allowed" };
       return undefined;
     };
     return {

@@ -5,20 +5,21 @@
  */
 
 import { X509Certificate } from "node:crypto";
-import type { EventEmitter } from "node:events";
 import { type FSWatcher, watch } from "node:fs";
 import type { Server as HttpServer } from "node:http";
 import { basename, dirname } from "node:path";
 import { TLSSocket } from "node:tls";
-import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
+import { Server, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { loadCustodyProto, loadHealthProto } from "../contract/proto.js";
 import type { AuditSink } from "./audit/sink.js";
 import { CustodyAuditTrail, keyChanges, keySnapshot } from "./audit/trail.js";
 import {
+  type CallerIdentity,
   type CustodyMode,
   currentIdentity,
   identityFromCertificate,
+  matchingEntry,
   type PeerIdentity,
 } from "./caller-identity.js";
 import { CallerLimits } from "./caller-limits.js";
@@ -26,11 +27,25 @@ import { type Grants, globalGrants, loadCallerPolicy } from "./caller-policy.js"
 import { type CustodyConfig, clientCaExpiry, readTlsMaterial } from "./config.js";
 import { HealthState } from "./health.js";
 import type { ManagedKeyStore, ReloadResult } from "./keystore/key-store.js";
+import { type CustodyListener, listenCustody } from "./listener.js";
 import { CustodyMetrics, serveMetrics } from "./metrics.js";
 import { openKeyStore } from "./open-key-store.js";
 import { createReencryptor } from "./reencryptor.js";
 import { reencryptHandler } from "./service.js";
-import { type MutualTlsCredentials, mutualTlsCredentials } from "./tls.js";
+import { MutualTls } from "./tls.js";
+
+/**
+ * What custody answers is one JWE for Knot (a few KiB even for a 4096-bit recipient key); the bound is
+ * generous and explicit rather than grpc-js's default (unlimited for sends).
+ */
+const MAX_SEND_MESSAGE_BYTES = 1024 * 1024;
+/**
+ * Server-side HTTP/2 keepalive: a connection silent this long is pinged, and closed when the ping goes
+ * unanswered for KEEPALIVE_TIMEOUT_MS, so a peer that vanished (no FIN, no RST) stops holding one of
+ * CUSTODY_MAX_CONNECTIONS. The gateway pings every 30 s itself, so its channel never reaches this.
+ */
+const KEEPALIVE_MS = 60_000;
+const KEEPALIVE_TIMEOUT_MS = 20_000;
 
 export interface RunningCustody {
   readonly port: number;
@@ -38,6 +53,8 @@ export interface RunningCustody {
   readonly metricsPort?: number;
   readonly health: HealthState;
   readonly keys: ManagedKeyStore;
+  /** The TCP listener: open connections and handshakes, refusals (tests read these). */
+  readonly listener: CustodyListener;
   /** The audit chain (CUSTODY_AUDIT_FILE); absent in development without one. */
   readonly audit?: AuditSink;
   /** Reloads the key set; on failure logs why, keeps the previous set and rejects. */
@@ -101,6 +118,21 @@ function callerResolver(mode: CustodyMode, logger: Logger) {
   };
 }
 
+/**
+ * Who may call grpc.health.v1: CUSTODY_ALLOW_HEALTH's list, any authenticated client when it says `*`,
+ * and by default whoever the grants in force let call ReencryptForKnot (following policy reloads): a
+ * caller already trusted with re-encryption learns nothing new from the serving status, and a separate
+ * probe identity must be named.
+ */
+function healthCallers(
+  setting: CustodyConfig["callers"]["health"],
+  grants: () => Grants,
+): (identity: CallerIdentity) => boolean {
+  if (setting === "any") return () => true;
+  if (setting === "reencrypt-callers") return (identity) => grants().grantFor(identity) !== undefined;
+  return (identity) => matchingEntry(identity, setting) !== undefined;
+}
+
 export async function startCustody(
   config: CustodyConfig,
   opts: { logger: Logger; keys?: ManagedKeyStore; auditAnchorIntervalMs?: number },
@@ -129,13 +161,15 @@ export async function startCustody(
   const health = new HealthState();
   const server = new Server({
     "grpc.max_receive_message_length": config.limits.maxMessageBytes,
-    "grpc.max_send_message_length": 1024 * 1024,
+    "grpc.max_send_message_length": MAX_SEND_MESSAGE_BYTES,
     // Connections are long-lived (the gateway keeps one channel); bound what one client can open at once.
     "grpc.max_concurrent_streams": config.limits.maxInFlightPerCaller,
     // ... and how long: a client re-handshakes at least this often, so a revoked (CRL) or replaced
     // certificate stops working within this age even on a channel that never goes idle.
     "grpc.max_connection_age_ms": config.connection.maxAgeMs,
     "grpc.max_connection_age_grace_ms": config.connection.maxAgeGraceMs,
+    "grpc.keepalive_time_ms": KEEPALIVE_MS,
+    "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
   });
   const callerOf = callerResolver(config.env, logger);
 
@@ -153,6 +187,7 @@ export async function startCustody(
         maxInFlight: config.limits.maxInFlightPerCaller,
       }),
       defaultDeadlineMs: config.limits.defaultDeadlineMs,
+      maxCallDeadlineMs: config.limits.maxCallDeadlineMs,
       logger,
       ...(trail.sink ? { audit: trail.sink } : {}),
       callerOf,
@@ -161,25 +196,33 @@ export async function startCustody(
   });
   server.addService(
     loadHealthProto().grpc.health.v1.Health.service,
-    health.implementation(config.callers.health, callerOf, skipCallerCheck),
+    health.implementation(
+      healthCallers(config.callers.health, () => grants),
+      callerOf,
+      skipCallerCheck,
+    ),
   );
 
-  let credentials: ServerCredentials;
-  let tlsCredentials: MutualTlsCredentials | undefined;
-  if (config.tls) {
-    tlsCredentials = mutualTlsCredentials(config.tls);
-    credentials = tlsCredentials;
-  } else {
+  const mutualTls = config.tls
+    ? new MutualTls(config.tls, { handshakeTimeoutMs: config.connection.handshakeTimeoutMs })
+    : undefined;
+  if (!mutualTls) {
     logger.warn(
       "DEV MODE: CUSTODY_DEV_PLAINTEXT is set: listening WITHOUT TLS and WITHOUT caller checks. Never in production.",
     );
-    credentials = ServerCredentials.createInsecure();
   }
-  const address = `${config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`;
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(address, credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
-  );
-  if (config.tls) for (const listener of grpcListeners(server)) trail.watchHandshakes(listener);
+  const listener = await listenCustody(server, {
+    host: config.listen.host,
+    port: config.listen.port,
+    ...(mutualTls ? { tls: mutualTls } : {}),
+    limits: {
+      maxConnections: config.connection.maxConnections,
+      maxHandshakes: config.connection.maxHandshakes,
+    },
+    logger,
+  });
+  const port = listener.port;
+  if (mutualTls) trail.watchHandshakes(mutualTls.server);
   if (config.recipients.allowAny)
     logger.warn("DEV MODE: CUSTODY_DEV_ALLOW_ANY_RECIPIENT is set: any recipient key is accepted");
 
@@ -206,10 +249,10 @@ export async function startCustody(
 
   let tlsSerial = config.tls ? new X509Certificate(config.tls.cert).serialNumber : undefined;
   const reloadTls = (): boolean => {
-    if (!config.tls || !tlsCredentials) return true;
+    if (!config.tls || !mutualTls) return true;
     try {
       const material = readTlsMaterial(config.tls, new Date());
-      tlsCredentials.setMaterial(material);
+      mutualTls.setMaterial(material);
       trail.record("tls_reload", {
         accepted: true,
         serial_before: tlsSerial,
@@ -359,6 +402,7 @@ export async function startCustody(
       clearTimeout(policyTimer);
       clearTimeout(tlsTimer);
       health.endWatchers();
+      const listenerClosed = listener.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           logger.warn("grace period over; cutting remaining calls");
@@ -370,6 +414,8 @@ export async function startCustody(
           resolve();
         });
       });
+      listener.destroy();
+      await listenerClosed;
       await reencryptor.close();
       await keys.close();
       await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
@@ -384,20 +430,11 @@ export async function startCustody(
     ...(metricsPort !== undefined ? { metricsPort } : {}),
     health,
     keys,
+    listener,
     ...(trail.sink ? { audit: trail.sink } : {}),
     reload,
     reloadTls,
     reloadCallerPolicy,
     shutdown,
   };
-}
-
-/**
- * grpc-js's listening HTTP/2 servers (TLS servers when the credentials are secure), which report failed
- * handshakes as `tlsClientError`. grpc-js has no public handle on them; `src/custody/audit/audit.test.ts`
- * "records a client certificate from another CA" fails if this stops finding them.
- */
-function grpcListeners(server: Server): EventEmitter[] {
-  const internal = (server as unknown as { http2Servers?: Map<EventEmitter, unknown> }).http2Servers;
-  return internal ? [...internal.keys()] : [];
 }

@@ -131,7 +131,7 @@ describe.each(CASES)("custody service over mTLS ($name)", ({ factory, workers })
     },
   );
 
-  it("refuses an authenticated caller not on the allowlist with PERMISSION_DENIED, but lets it check health", async () => {
+  it("refuses an authenticated caller not on the allowlist with PERMISSION_DENIED, health checks included (CUSTODY_ALLOW_HEALTH unset)", async () => {
     const intruder = custodyClient(custody.port, pki, "intruder");
     clients.push(intruder);
     const out = failure(await reencrypt(intruder, await request({ request_id: "intruder-1" })));
@@ -142,7 +142,10 @@ describe.each(CASES)("custody service over mTLS ($name)", ({ factory, workers })
         .audits()
         .find((a) => a.request_id === undefined && a.caller === "spiffe://card-custody.dev/intruder"),
     ).toMatchObject({ outcome: "CALLER_NOT_ALLOWED", grpc_status: status.PERMISSION_DENIED });
-    const health = healthClient(custody.port, pki, "intruder");
+    const intruderHealth = healthClient(custody.port, pki, "intruder");
+    clients.push(intruderHealth);
+    expect((await healthCheck(intruderHealth)).code).toBe(status.PERMISSION_DENIED);
+    const health = healthClient(custody.port, pki, "gateway");
     clients.push(health);
     expect(await healthCheck(health)).toEqual({ status: "SERVING" });
     expect(await healthCheck(health, "custody.v1.CardCustody")).toEqual({ status: "SERVING" });

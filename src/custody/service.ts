@@ -16,6 +16,7 @@ import { type ParsedJwe, parseCompactJwe } from "../core/crypto/jwe-decrypt.js";
 import { cachedKnotJwkParser, type KnotRecipient } from "../core/crypto/knot-jwk.js";
 import type { AuditSink } from "./audit/sink.js";
 import { type AuditRecord, audit } from "./audit.js";
+import { DeadlineTimer, effectiveDeadline } from "./call-deadline.js";
 import { matcherText, type PeerIdentity } from "./caller-identity.js";
 import type { CallerLimits } from "./caller-limits.js";
 import { type CallerGrant, decideSourceKey, type Grants } from "./caller-policy.js";
@@ -45,6 +46,8 @@ export interface ServiceDeps {
   readonly grants: () => Grants;
   readonly limits: CallerLimits;
   readonly defaultDeadlineMs: number;
+  /** No call is worked on longer than this after it arrived, whatever deadline the client sent. */
+  readonly maxCallDeadlineMs: number;
   readonly logger: Logger;
   /** The audit chain (CUSTODY_AUDIT_FILE); absent in development without one. */
   readonly audit?: AuditSink;
@@ -76,6 +79,16 @@ export function reencryptHandler(deps: ServiceDeps) {
     callback: sendUnaryData<ReencryptForKnotResponse>,
   ): Promise<void> => {
     const started = performance.now();
+    const deadline = new DeadlineTimer(
+      effectiveDeadline(call.getDeadline(), Date.now(), {
+        defaultMs: deps.defaultDeadlineMs,
+        maxMs: deps.maxCallDeadlineMs,
+      }),
+      () =>
+        new Refusal(
+          toGrpcFailure(new DeadlineExceededError("the call's deadline (or custody's cap on it) passed")),
+        ),
+    );
     const peer = deps.skipCallerCheck ? undefined : deps.callerOf(call);
     const record: { -readonly [K in keyof AuditRecord]: AuditRecord[K] } = {
       caller: peer === undefined ? "(dev plaintext)" : peer.ok ? peer.identity.display : peer.display,
@@ -137,7 +150,7 @@ export function reencryptHandler(deps: ServiceDeps) {
       }
 
       const now = clock();
-      const decision = await grant.recipients.decide(recipient, now);
+      const decision = await deadline.race(grant.recipients.decide(recipient, now));
       if (!decision.allowed) {
         record.recipient_refusal = decision.reason;
         refuse(
@@ -171,13 +184,14 @@ export function reencryptHandler(deps: ServiceDeps) {
       if (key.info.state === "disabled")
         refuse(new KeyDisabledError("the key with this fingerprint is disabled"));
 
-      const deadline = callDeadline(call, deps.defaultDeadlineMs);
-      if (Date.now() > deadline)
+      if (Date.now() > deadline.at)
         refuse(new DeadlineExceededError("the deadline passed before custody started"));
       deps.metrics?.keyUses.inc({ fingerprint: key.info.fingerprint, state: key.info.state });
-      const result = await deps.reencryptor.run(
-        { jwe, knotJwk: req.knot_jwk, user, now: now.getTime(), deadline },
-        key,
+      const result = await deadline.race(
+        deps.reencryptor.run(
+          { jwe, knotJwk: req.knot_jwk, user, now: now.getTime(), deadline: deadline.at },
+          key,
+        ),
       );
       if (!result.ok) {
         if (result.internalKind)
@@ -207,6 +221,7 @@ export function reencryptHandler(deps: ServiceDeps) {
       answer = () =>
         callback({ code: failure.grpcStatus, details: failure.message, metadata: failureMetadata(failure) });
     } finally {
+      deadline.clear();
       release?.();
       record.duration_ms = Math.round((performance.now() - started) * 1000) / 1000;
       if (call.cancelled && record.outcome === "OK") record.outcome = "CANCELLED";
@@ -231,10 +246,4 @@ export function reencryptHandler(deps: ServiceDeps) {
       answer?.();
     }
   };
-}
-
-function callDeadline(call: ServerUnaryCall<unknown, unknown>, defaultMs: number): number {
-  const deadline = call.getDeadline();
-  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
-  return Number.isFinite(ms) ? ms : Date.now() + defaultMs;
 }

@@ -1,6 +1,6 @@
 /**
  * The transport reference of bench:custody: a grpc-js server for custody.v1.CardCustody on the same
- * proto, the same mutual-TLS credentials (src/custody/tls.ts) and the same server options as custody,
+ * proto, the same listener and mutual TLS (src/custody/listener.ts, tls.ts) and the same server options as custody,
  * whose ReencryptForKnot answers at once with a real custody response replayed from a file. Its CPU per
  * call is what TLS, HTTP/2 and protobuf cost custody before any work of its own.
  *
@@ -14,9 +14,11 @@
  */
 import { readFileSync } from "node:fs";
 import { Server } from "@grpc/grpc-js";
+import pino from "pino";
 import type { ReencryptForKnotResponse } from "../../contract/generated/custody/v1/ReencryptForKnotResponse.js";
 import { loadCustodyProto } from "../../contract/proto.js";
-import { mutualTlsCredentials } from "../../custody/tls.js";
+import { listenCustody } from "../../custody/listener.js";
+import { MutualTls } from "../../custody/tls.js";
 
 const env = (name: string) => {
   const value = process.env[name];
@@ -39,13 +41,21 @@ server.addService(loadCustodyProto().custody.v1.CardCustody.service, {
     else callback(null, response);
   },
 });
-const credentials = mutualTlsCredentials({
-  cert: readFileSync(env("ECHO_TLS_CERT")),
-  key: readFileSync(env("ECHO_TLS_KEY")),
-  clientCa: readFileSync(env("ECHO_TLS_CLIENT_CA")),
+const tls = new MutualTls(
+  {
+    cert: readFileSync(env("ECHO_TLS_CERT")),
+    key: readFileSync(env("ECHO_TLS_KEY")),
+    clientCa: readFileSync(env("ECHO_TLS_CLIENT_CA")),
+  },
+  { handshakeTimeoutMs: 5000 },
+);
+const [, host, port] = /^(.*):(\d+)$/.exec(env("ECHO_LISTEN")) ?? [];
+await listenCustody(server, {
+  host: host!.replace(/^\[|\]$/g, ""),
+  port: Number(port),
+  tls,
+  limits: { maxConnections: 1024, maxHandshakes: 1024 },
+  logger: pino({ level: "warn" }),
 });
-server.bindAsync(env("ECHO_LISTEN"), credentials, (err) => {
-  if (err) throw err;
-  process.stdout.write("listening\n");
-});
+process.stdout.write("listening\n");
 process.once("SIGTERM", () => server.tryShutdown(() => process.exit(0)));
