@@ -89,8 +89,7 @@ describe("docs/assurance.md generator", () => {
   it("counts the cases each selector and each control matched, with zero failures", () => {
     const doc = renderAssurance(inputs(report(1)), controls);
     expect(doc).toContain('`src/a.test.ts` › "refuses": 2<br>`src/b.test.ts` (all): 2 | 4 | 0 |');
-    expect(doc).toContain("- `src/a.test.ts` › suite > refuses x");
-    expect(doc).not.toContain("accepts z");
+    expect(doc).toContain("1 controls, 4 distinct test cases, 0 failures.");
   });
 
   it("writes the same document whatever the measured figures and the order of the report", () => {
