@@ -28,6 +28,7 @@ import {
 } from "./errors.js";
 import { registerHealthRoutes } from "./health.js";
 import { registerRawJson } from "./http/raw-json.js";
+import { sourceAllowlist } from "./http/source-allowlist.js";
 import { useZodSchemas } from "./http/zod-schema.js";
 import { registerInternalRoutes } from "./internal/routes.js";
 import { KnotClient } from "./knot/client.js";
@@ -76,12 +77,23 @@ function toGatewayError(error: FastifyError): GatewayError {
   return new InternalError("the gateway failed to handle this request; retry later");
 }
 
+/**
+ * Which peers may say, in X-Forwarded-For, who the client is: only the configured proxies, by address.
+ * Fastify (proxy-addr) walks from the connection's peer outwards while this answers true, and the client
+ * IP is the first address it refuses; so a peer that is not a listed proxy is the client itself, whatever
+ * header it sends, and the source allow-lists of /webhooks/dotva and /webhooks/knot see the real sender.
+ * The same CIDR matching as those allow-lists (Node's BlockList, IPv4-mapped IPv6 peers included).
+ */
+function proxyTrust(proxies: readonly string[]): false | ((address: string) => boolean) {
+  if (proxies.length === 0) return false;
+  return sourceAllowlist(proxies);
+}
+
 function baseApp(config: GatewayConfig, logger: pino.Logger): FastifyInstance {
   const app: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
-    // Number of proxy hops to trust, as a function because Fastify's types accept no plain number.
-    trustProxy: config.trustProxy > 0 ? (_addr: string, hop: number) => hop < config.trustProxy : false,
+    trustProxy: proxyTrust(config.trustedProxies),
     bodyLimit: BODY_LIMIT,
     // A whole request (headers and at most BODY_LIMIT of body) must arrive within this time: a client
     // trickling its body (slowloris) is cut off with 408 instead of holding a connection for ever.

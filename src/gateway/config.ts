@@ -31,7 +31,10 @@ export const VARIABLES = [
   },
   { name: "GATEWAY_INTERNAL_PORT", help: "if set, the internal /v1 API listens on this port instead" },
   { name: "GATEWAY_LOG_LEVEL", help: "pino level: fatal, error, warn, info, debug, trace", default: "info" },
-  { name: "GATEWAY_TRUST_PROXY", help: "hops of X-Forwarded-For to trust for the client IP", default: "0" },
+  {
+    name: "GATEWAY_TRUSTED_PROXIES",
+    help: "comma-separated addresses/CIDRs of the proxies in front of the gateway: X-Forwarded-For is believed only from these, and the client IP is the nearest address in it that is not one of them; unset = no proxy, the peer address is the client",
+  },
   {
     name: "GATEWAY_REQUEST_TIMEOUT_MS",
     help: "time a client has to send a whole request, headers and body (slow senders are cut off)",
@@ -153,6 +156,15 @@ export const RENAMED: Readonly<Record<string, VariableName>> = {
   CUSTODY_INSECURE: "GATEWAY_CUSTODY_INSECURE",
 };
 
+/**
+ * Variables whose meaning changed, not just their name: set, each stops the start-up saying what to set
+ * instead.
+ */
+export const REPLACED: Readonly<Record<string, string>> = {
+  GATEWAY_TRUST_PROXY:
+    "no longer read: it believed X-Forwarded-For by hop count, from whoever sent it; list the proxies' addresses or CIDRs in GATEWAY_TRUSTED_PROXIES",
+};
+
 const bool = z.enum(["true", "false"]).transform((v) => v === "true");
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveMs = z.coerce.number().int().min(1).max(600_000);
@@ -210,7 +222,7 @@ const schema = z.object({
   GATEWAY_LOG_LEVEL: z
     .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
     .default(d.GATEWAY_LOG_LEVEL as "info"),
-  GATEWAY_TRUST_PROXY: z.coerce.number().int().min(0).max(10).default(Number(d.GATEWAY_TRUST_PROXY)),
+  GATEWAY_TRUSTED_PROXIES: allowlist.optional(),
   GATEWAY_REQUEST_TIMEOUT_MS: z.coerce
     .number()
     .int()
@@ -302,7 +314,8 @@ export interface GatewayConfig {
   readonly port: number;
   readonly internalPort?: number;
   readonly logLevel: Env["GATEWAY_LOG_LEVEL"];
-  readonly trustProxy: number;
+  /** Addresses and CIDRs of the proxies whose X-Forwarded-For is believed; empty = none. */
+  readonly trustedProxies: readonly string[];
   readonly requestTimeoutMs: number;
   readonly storage:
     | { readonly driver: "sqlite"; readonly path: string }
@@ -386,6 +399,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
       throw new ConfigError(`${old}: the gateway no longer reads this name; rename it to ${replacement}`);
     }
   }
+  for (const [old, instead] of Object.entries(REPLACED)) {
+    if (env[old] !== undefined) throw new ConfigError(`${old}: ${instead}`);
+  }
   const parsed = schema.safeParse(collect(env));
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -459,7 +475,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     port: e.GATEWAY_PORT,
     ...(e.GATEWAY_INTERNAL_PORT !== undefined ? { internalPort: e.GATEWAY_INTERNAL_PORT } : {}),
     logLevel: e.GATEWAY_LOG_LEVEL,
-    trustProxy: e.GATEWAY_TRUST_PROXY,
+    trustedProxies: e.GATEWAY_TRUSTED_PROXIES ?? [],
     requestTimeoutMs: e.GATEWAY_REQUEST_TIMEOUT_MS,
     storage:
       e.GATEWAY_STORAGE === "postgres"
