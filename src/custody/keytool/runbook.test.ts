@@ -30,6 +30,7 @@ import {
 import { USER } from "../../tools/testing/profile.js";
 import { runShellBlock } from "../../tools/testing/shell-block.js";
 import { createTestToken, SOFTHSM_MODULE } from "../../tools/testing/softhsm.js";
+import { verifyChainFile } from "../audit/verify.js";
 import { runKeyTool } from "./run.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -120,6 +121,7 @@ describe.each(["file", "pkcs11"] as const)("docs/key-rotation.md runbook (%s sto
       HANDOVER: handover,
       GATEWAY_INTERNAL_URL: gw.internalUrl,
       GATEWAY_INTERNAL_TOKEN_FILE: tokenFile,
+      CUSTODY_KEYS_AUDIT_FILE: join(tmp, "keytool-audit.jsonl"),
     };
   }, 60_000);
 
@@ -264,6 +266,19 @@ describe.each(["file", "pkcs11"] as const)("docs/key-rotation.md runbook (%s sto
     expect(failures.map((f) => (f.out.ok ? "" : `${f.key}:${f.out.code}:${f.out.reason}`))).toEqual([]);
     expect(outcomes.filter((o) => o.key === "old").length).toBeGreaterThan(10);
     expect(outcomes.filter((o) => o.key === "new").length).toBeGreaterThan(10);
+
+    // Every custody-keys command of the runbook is in the CLI's audit chain, which verifies.
+    const chain = shellEnv.CUSTODY_KEYS_AUDIT_FILE!;
+    expect(verifyChainFile(chain)).toMatchObject({ ok: true, writer: "custody-keys" });
+    const actions = readFileSync(chain, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.event === "keytool")
+      .map((l) => `${l.command} ${l.outcome} ${l.state_after ?? ""}`.trim());
+    expect(actions).toEqual(
+      expect.arrayContaining(["generate ok", "set-state ok decrypt-only", "set-state ok disabled"]),
+    );
 
     client.close();
   }, 180_000);
