@@ -26,7 +26,9 @@ import { type RunningGateway, startGateway } from "./app.js";
 const DEADLINE_MS = 2_500;
 const ATTEMPT_MS = 400;
 // No attempt outlives the deadline by design; this is only a timer firing late on a loaded machine.
-const LATE_TIMER_MS = 500;
+const LATE_TIMER_MS = 1_000;
+// Half a job's hang: a loop blocked by the hang would answer /healthz only after the whole of it.
+const HEALTH_MS = DEADLINE_MS / 2;
 const EXPIRY = expiryFromNow(14);
 const CARD = { pan: "4242424242424242", cvv: "123", expiry_month: EXPIRY.month, expiry_year: EXPIRY.year };
 let knot: KnotSimulator;
@@ -136,15 +138,15 @@ describe("Knot accepts the connection and never answers", () => {
     try {
       const r = await underHang(3);
       for (const job of r.finished) {
-        expect(job).toMatchObject({ state: "failed", errorCode: "DEADLINE_EXCEEDED" });
+        expect(job, JSON.stringify(job)).toMatchObject({ state: "failed", errorCode: "DEADLINE_EXCEEDED" });
         expect(job.errorMessage).toContain("GET /jwe/key: no answer in time");
-        expect(job.completedAt!).toBeLessThanOrEqual(job.deadlineAt + LATE_TIMER_MS);
+        expect(job.completedAt!, JSON.stringify(job)).toBeLessThanOrEqual(job.deadlineAt + LATE_TIMER_MS);
       }
       // Retried: more than one key fetch per job's window, and nothing reached /card.
       expect(knot.jwkRequests - keyRequests).toBeGreaterThan(1);
       expect(knot.cardRequests).toBe(posts);
-      expect(Math.max(...r.health)).toBeLessThan(1_000);
-      expect(r.loopMedianMs).toBeLessThan(50);
+      expect(Math.max(...r.health), `healthz ms: ${r.health.map(Math.round)}`).toBeLessThan(HEALTH_MS);
+      expect(r.loopMedianMs).toBeLessThan(100);
     } finally {
       knot.faults.hangKey = false;
       knot.releaseHangs();
@@ -158,18 +160,18 @@ describe("Knot accepts the connection and never answers", () => {
       const r = await underHang(4);
       expect(knot.cardRequests - before).toBeGreaterThanOrEqual(4);
       for (const job of r.finished) {
-        expect(job).toMatchObject({ state: "failed", errorCode: "DEADLINE_EXCEEDED" });
+        expect(job, JSON.stringify(job)).toMatchObject({ state: "failed", errorCode: "DEADLINE_EXCEEDED" });
         expect(job.errorMessage).toContain("KNOT_TIMEOUT");
         expect(job.errorMessage).toContain("POST /card");
         // Each attempt is bounded by SEND_CARD_ATTEMPT_TIMEOUT_MS, so the job ends by its deadline.
-        expect(job.completedAt!).toBeLessThanOrEqual(job.deadlineAt + LATE_TIMER_MS);
+        expect(job.completedAt!, JSON.stringify(job)).toBeLessThanOrEqual(job.deadlineAt + LATE_TIMER_MS);
       }
       // Hung sockets cost no CPU: the health route is answered at once throughout, and the loop's
       // typical delay stays near its 10 ms sampling resolution (the median, as one GC pause or a
       // neighbour on a shared machine makes the maximum meaningless).
       expect(r.health.length).toBeGreaterThanOrEqual(5);
-      expect(Math.max(...r.health)).toBeLessThan(1_000);
-      expect(r.loopMedianMs).toBeLessThan(50);
+      expect(Math.max(...r.health), `healthz ms: ${r.health.map(Math.round)}`).toBeLessThan(HEALTH_MS);
+      expect(r.loopMedianMs).toBeLessThan(100);
     } finally {
       knot.faults.hangCard = false;
       knot.releaseHangs();
