@@ -1,6 +1,8 @@
 /**
  * Resident memory of another process (all its threads: custody's re-encryption workers, libuv's pool,
- * SQLite), read from /proc/<pid>/status, and a sampler that records it once a second.
+ * SQLite), read from /proc/<pid>/status, and a sampler that records it once a second; and the main
+ * isolate's used V8 heap from a service's Prometheus /metrics, to tell a growing JavaScript heap from
+ * growth elsewhere (worker isolates, native buffers, the allocator) when the RSS climbs.
  */
 import { readFileSync } from "node:fs";
 import type { RssSample } from "./verdicts.js";
@@ -43,5 +45,35 @@ export class RssSampler {
   /** The samples taken in [fromSeconds, toSeconds). */
   between(fromSeconds: number, toSeconds: number): RssSample[] {
     return this.samples.filter((s) => s.t >= fromSeconds && s.t < toSeconds);
+  }
+}
+
+/** `<prefix>nodejs_heap_size_used_bytes` from a Prometheus text page; undefined when absent or unreachable. */
+export async function heapUsedBytes(metricsUrl: string, prefix: string): Promise<number | undefined> {
+  try {
+    const r = await fetch(metricsUrl, { signal: AbortSignal.timeout(2_000) });
+    const text = await r.text();
+    const value = text.match(new RegExp(`^${prefix}nodejs_heap_size_used_bytes (\\S+)$`, "m"))?.[1];
+    return value === undefined ? undefined : Number(value);
+  } catch {
+    return undefined;
+  }
+}
+
+export class HeapSampler {
+  readonly samples: RssSample[] = [];
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(metricsUrl: string, prefix: string, since: number, intervalMs = 5000) {
+    this.timer = setInterval(() => {
+      const t = (performance.now() - since) / 1000;
+      void heapUsedBytes(metricsUrl, prefix).then((bytes) => {
+        if (bytes !== undefined) this.samples.push({ t, bytes });
+      });
+    }, intervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
   }
 }
