@@ -41,6 +41,11 @@ import type { GatewayRepository } from "./storage/repository.js";
 
 // Webhook bodies are small JSON documents; 64 KiB leaves room for a 4096-bit JWE and Knot's extras.
 const BODY_LIMIT = 64 * 1024;
+// Node's own default, stated: partners send a handful of short headers; more is 431 before Fastify.
+const MAX_HEADER_BYTES = 16 * 1024;
+// Fastify's default, stated: longer than the usual load balancer's idle timeout (60 s), so the balancer
+// closes an idle connection first and never sends a request into one the gateway is closing.
+const KEEP_ALIVE_TIMEOUT_MS = 72_000;
 
 export interface BuiltGateway {
   /** The partner-facing Fastify instance (tests drive it with inject()). */
@@ -99,7 +104,9 @@ function baseApp(config: GatewayConfig, logger: pino.Logger): FastifyInstance {
     // trickling its body (slowloris) is cut off with 408 instead of holding a connection for ever.
     // Partners answer well inside it: Knot itself gives up on a webhook after 10 s.
     requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     http: {
+      maxHeaderSize: MAX_HEADER_BYTES,
       // Node sets these at construction: the headers' own limit would otherwise stay at 60 s, and the
       // check runs every 30 s by default, which would let a slow sender hold a connection that long.
       requestTimeout: config.requestTimeoutMs,
