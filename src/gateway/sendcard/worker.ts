@@ -41,11 +41,6 @@ export class SendCardWorker {
     this.limit = pLimit({ concurrency: opts.concurrency, rejectOnClear: true });
   }
 
-  /** Jobs running now, and jobs leased to this instance waiting for a slot. */
-  get load(): { readonly active: number; readonly queued: number } {
-    return { active: this.limit.activeCount, queued: this.limit.pendingCount };
-  }
-
   start(): void {
     this.timer = setInterval(() => {
       this.expireDue = true;
