@@ -414,9 +414,13 @@ export async function startCustody(
           resolve();
         });
       });
-      listener.destroy();
-      await listenerClosed;
       await reencryptor.close();
+      // grpc-js reports its drain done once every session is told to close (GOAWAY), not once its last
+      // call has answered; a connection closes by itself after that answer. Whatever is still open when
+      // the grace period ends is cut.
+      const cut = setTimeout(() => listener.destroy(), graceMs);
+      await listenerClosed;
+      clearTimeout(cut);
       await keys.close();
       await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
       trail.close({ pid: process.pid });
