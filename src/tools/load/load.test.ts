@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { manifestMemoryLimitBytes, memoryQuantityBytes } from "./manifest-limits.js";
+import { markCompacts } from "./proc-memory.js";
 import { runLoad } from "./run.js";
 import {
   type CallRecord,
@@ -64,6 +65,24 @@ describe("memory verdict", () => {
     const v = memoryVerdict(rssSeries({ seconds: 34, baseMiB: 200, mibPerMinute: 0, sawMiB: 0 }), MEMORY);
     expect(v.ok).toBe(false);
     expect(v.failures.join()).toMatch(/too short/);
+  });
+
+  it("reads the live heap after each full collection, per isolate, from node --trace-gc", () => {
+    // Lines as Node 24 prints them, with an audit line and a scavenge in between.
+    const output = [
+      "[1690:0x1686f000]      862 ms: Mark-Compact 176.7 (241.4) -> 149.4 (278.0) MB, pooled: 0 MB, 185.79 / 0.00 ms  (average mu = 0.749, current mu = 0.749) allocation failure; GC in old space requested",
+      '{"level":30,"audit":"ReencryptForKnot","outcome":"OK"}',
+      "[1690:0x1686f000]      901 ms: Scavenge 150.1 (278.0) -> 149.9 (278.0) MB, pooled: 0 MB, 1.2 / 0.00 ms  (average mu = 0.749, current mu = 0.749) allocation failure;",
+      "[1690:0x2a000000]     1200 ms: Mark-Compact (reduce) 20.5 (24.0) -> 12.25 (20.0) MB, pooled: 0 MB, 5.1 / 0.00 ms  (average mu = 0.9, current mu = 0.9) memory reducer",
+      "[1690:0x1686f000]     5000 ms: Mark-Compact 180.0 (280.0) -> 150.5 (280.0) MB, pooled: 0 MB, 150.0 / 0.00 ms  (average mu = 0.8, current mu = 0.8) allocation failure",
+    ].join("\n");
+    const gcs = markCompacts(output);
+    expect([...gcs.keys()]).toEqual(["0x1686f000", "0x2a000000"]);
+    expect(gcs.get("0x1686f000")!.map((m) => [m.ms, m.afterBytes / MIB])).toEqual([
+      [862, 149.4],
+      [5000, 150.5],
+    ]);
+    expect(gcs.get("0x2a000000")![0]!.afterBytes / MIB).toBe(12.25);
   });
 
   it("takes the default ceilings from the Kubernetes manifests' memory limits", () => {

@@ -1,7 +1,7 @@
 /**
  * npm run load [-- --minutes 3] [--custody-rate 40] [--dotva-rate 50] [--knot-rate 10]
  *                  [--custody-ceiling-mib N] [--gateway-ceiling-mib N] [--max-slope-mib-per-min 1]
- *                  [--recovery-seconds 10]
+ *                  [--recovery-seconds 10] [--trace-gc]
  *
  * The bounded load test of custody and the gateway on loopback (run.ts says what each phase does).
  * Defaults:
@@ -19,6 +19,8 @@
  *    256-stream limit) against a worker queue of 64 and a per-caller limit of 256 in flight, and 1000
  *    connections posting Dotva webhooks, for 3 s;
  *  - recovery: within 10 s, to 2 × the pre-burst p50/p99 + 20 ms, in 2-second windows.
+ * --trace-gc (diagnosis): both services under `node --trace-gc`; the JSON adds, per isolate, the live heap
+ * after each full collection, which tells a leak from a heap V8 has not collected yet.
  * Prints progress, then one JSON line of figures and verdicts; exits 1 when a verdict fails.
  */
 import { availableParallelism } from "node:os";
@@ -37,6 +39,7 @@ const { values: args } = parseArgs({
     "gateway-ceiling-mib": { type: "string", default: String(manifestMemoryLimitBytes("gateway") / MIB) },
     "max-slope-mib-per-min": { type: "string", default: "1" },
     "recovery-seconds": { type: "string", default: "10" },
+    "trace-gc": { type: "boolean", default: false },
   },
 });
 
@@ -74,6 +77,7 @@ const report = await runLoad({
     baselineSeconds: 20,
   },
   deliveryWaitSeconds: 20,
+  traceGc: args["trace-gc"],
   log: (line) => console.log(line),
 });
 for (const v of report.verdicts) {

@@ -5,7 +5,7 @@
  * growth elsewhere (worker isolates, native buffers, the allocator) when the RSS climbs.
  */
 import { readFileSync } from "node:fs";
-import type { RssSample } from "./verdicts.js";
+import { MIB, type RssSample } from "./verdicts.js";
 
 /** VmRSS in bytes; undefined once the process is gone. */
 export function residentBytes(pid: number): number | undefined {
@@ -76,4 +76,30 @@ export class HeapSampler {
   stop(): void {
     clearInterval(this.timer);
   }
+}
+
+/** One full (mark-compact) collection from `node --trace-gc`: the isolate and its live heap after it. */
+export interface MarkCompact {
+  readonly isolate: string;
+  /** Milliseconds since the process started, as V8 prints them. */
+  readonly ms: number;
+  readonly afterBytes: number;
+}
+
+const MARK_COMPACT =
+  /^\[\d+:(0x[0-9a-f]+)\]\s+(\d+) ms: Mark-Compact(?: \([^)]*\))? [\d.]+ \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB/gm;
+
+/**
+ * The full collections in a process's `--trace-gc` output, per isolate (the main thread and each worker
+ * have their own). What is live after a mark-compact is the heap without its garbage: if that keeps
+ * rising, something holds on to objects; a rising heap before collection only says V8 has not run one.
+ */
+export function markCompacts(output: string): Map<string, MarkCompact[]> {
+  const byIsolate = new Map<string, MarkCompact[]>();
+  for (const m of output.matchAll(MARK_COMPACT)) {
+    const list = byIsolate.get(m[1]!) ?? [];
+    list.push({ isolate: m[1]!, ms: Number(m[2]), afterBytes: Number(m[3]) * MIB });
+    byIsolate.set(m[1]!, list);
+  }
+  return byIsolate;
 }

@@ -41,7 +41,7 @@ import { SAMPLE_CARDHOLDER } from "../simulators/sample-cardholder.js";
 import { expiryFromNow } from "../testing/expiry.js";
 import type { BurstConfig, CustodyBurstResult, GatewayBurstResult } from "./burst.js";
 import { type Outcome, PacedLoad } from "./paced.js";
-import { HeapSampler, RssSampler } from "./proc-memory.js";
+import { HeapSampler, markCompacts, RssSampler } from "./proc-memory.js";
 import { type CustodyTarget, custodyCaller, type DotvaTarget, dotvaRequests } from "./requests.js";
 import {
   leastSquaresSlope,
@@ -81,6 +81,11 @@ export interface LoadOptions {
   readonly recovery: RecoveryBounds & { readonly baselineSeconds: number };
   /** How long to wait after the burst for every accepted AUTHENTICATED to reach Knot. */
   readonly deliveryWaitSeconds: number;
+  /**
+   * Diagnosis of a growing RSS: run both services under `node --trace-gc` and report the live heap after
+   * each full collection, per isolate (costs a line of output per collection).
+   */
+  readonly traceGc?: boolean;
   readonly log: (line: string) => void;
 }
 
@@ -105,13 +110,16 @@ const CUSTODY_REFUSED = "RESOURCE_EXHAUSTED/OVERLOADED";
 /** Custody's default deadline (CUSTODY_DEFAULT_DEADLINE_MS), for the base-rate calls. */
 const BASE_DEADLINE_MS = 5_000;
 /**
- * What a call may end with during the burst; anything else fails the run. A base-rate call may also run
- * out of its own deadline while custody works through the admitted burst (the client gave up; custody
- * answered nothing wrong); a webhook must be answered, 200 or 503, within the sender's 10 s.
+ * What a call may end with during the burst; anything else fails the run. Custody refuses what it cannot
+ * queue (OVERLOADED) and ends an admitted call whose deadline, or its cap on deadlines, passed in the queue
+ * with its own DEADLINE_EXCEEDED reason: both are stable answers. A base-rate call may also run out of its
+ * own deadline on the client (the client gave up; custody answered nothing wrong). A webhook must be
+ * answered, 200 or 503, within the sender's 10 s.
  */
+const CUSTODY_EXPIRED = "DEADLINE_EXCEEDED/DEADLINE_EXCEEDED";
 const ALLOWED_DURING_BURST = {
-  burst: new Set(["OK", CUSTODY_REFUSED]),
-  custodyBase: new Set(["OK", CUSTODY_REFUSED, "DEADLINE_EXCEEDED/-"]),
+  burst: new Set(["OK", CUSTODY_REFUSED, CUSTODY_EXPIRED]),
+  custodyBase: new Set(["OK", CUSTODY_REFUSED, CUSTODY_EXPIRED, "DEADLINE_EXCEEDED/-"]),
   http: new Set(["OK", "HTTP_503"]),
 };
 
@@ -156,6 +164,7 @@ async function run(
   const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()], {
     CUSTODY_LOG_LEVEL: "info",
     CUSTODY_METRICS_LISTEN: String(custodyMetricsPort),
+    ...(o.traceGc ? { NODE_OPTIONS: "--trace-gc" } : {}),
     CUSTODY_WORKERS: "2",
     CUSTODY_MAX_QUEUE: String(o.custodyMaxQueue),
   });
@@ -174,6 +183,7 @@ async function run(
       internalToken,
     }),
     GATEWAY_LOG_LEVEL: "info",
+    ...(o.traceGc ? { NODE_OPTIONS: "--trace-gc" } : {}),
   });
   procs.push(gw.proc);
   o.log(
@@ -458,7 +468,8 @@ async function run(
   verdict("custody_burst_refused_as_overloaded", [
     ...(custodyRefused === 0 ? ["nothing in the burst was refused: it did not overload custody"] : []),
     ...unexpected(custodyBurst.outcomes, ALLOWED_DURING_BURST.burst).map(
-      ([code, n]) => `${n} burst calls ended ${code} (only OK or ${CUSTODY_REFUSED} are allowed)`,
+      ([code, n]) =>
+        `${n} burst calls ended ${code} (only OK, ${CUSTODY_REFUSED} or ${CUSTODY_EXPIRED} are allowed)`,
     ),
     ...unexpected(loads.custody.codesBetween(sustainedEnd, burstEnd), ALLOWED_DURING_BURST.custodyBase).map(
       ([code, n]) => `${n} base-rate calls during the burst ended ${code}`,
@@ -524,6 +535,21 @@ async function run(
       ),
     };
   };
+  // Per isolate: full collections, live heap after the first and the last, and its slope over the run.
+  const gcFigures = (name: string, proc: Proc) =>
+    o.traceGc
+      ? {
+          [`${name}_mark_compacts`]: [...markCompacts(proc.output()).values()].map((list) => ({
+            count: list.length,
+            first_after_mib: round(list[0]!.afterBytes / MIB, 1),
+            last_after_mib: round(list.at(-1)!.afterBytes / MIB, 1),
+            slope_mib_per_min: round(
+              (60_000 * leastSquaresSlope(list.map((m) => ({ x: m.ms, y: m.afterBytes })))) / MIB,
+              2,
+            ),
+          })),
+        }
+      : {};
   const figures: Record<string, unknown> = {
     load: "custody+gateway",
     sustained_seconds: o.sustainedSeconds,
@@ -543,6 +569,8 @@ async function run(
     // Diagnostic, not a verdict: the main isolate's used heap (every 5 s) over the same second half.
     ...heapFigures("custody", custodyHeap),
     ...heapFigures("gateway", gatewayHeap),
+    ...gcFigures("custody", custody.proc),
+    ...gcFigures("gateway", gw.proc),
     burst_seconds: round((burstEnd - sustainedEnd) / 1000, 1),
     custody_burst_seconds: round(custodyBurst.seconds, 1),
     gateway_burst_seconds: round(gatewayBurst.seconds, 1),
