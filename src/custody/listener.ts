@@ -122,7 +122,10 @@ export async function listenCustody(
 
   const port = await new Promise<number>((resolve, reject) => {
     tcp.once("error", reject);
-    tcp.listen({ host: opts.host, port: opts.port }, () => {
+    // One address per listener: "localhost" (development) is the IPv4 loopback, whichever family the
+    // resolver would list first.
+    const host = opts.host.toLowerCase() === "localhost" ? "127.0.0.1" : opts.host;
+    tcp.listen({ host, port: opts.port }, () => {
       tcp.off("error", reject);
       const address = tcp.address();
       resolve(typeof address === "object" && address ? address.port : opts.port);
