@@ -24,6 +24,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { makeDevPki } from "../dev-pki.js";
 import {
   dotvaPublicKeyPem,
@@ -160,11 +161,14 @@ async function run(
   await knot.start();
   closers.push(() => knot.close());
   // Production's log level, so the audit line per call and the request logs are part of the load.
+  const traceGcEnv: Record<string, string> = o.traceGc
+    ? { NODE_OPTIONS: `--import=${fileURLToPath(new URL("./trace-gc.mjs", import.meta.url))}` }
+    : {};
   const custodyMetricsPort = await freePort();
   const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()], {
     CUSTODY_LOG_LEVEL: "info",
     CUSTODY_METRICS_LISTEN: String(custodyMetricsPort),
-    ...(o.traceGc ? { NODE_OPTIONS: "--trace-gc" } : {}),
+    ...traceGcEnv,
     CUSTODY_WORKERS: "2",
     CUSTODY_MAX_QUEUE: String(o.custodyMaxQueue),
   });
@@ -183,7 +187,7 @@ async function run(
       internalToken,
     }),
     GATEWAY_LOG_LEVEL: "info",
-    ...(o.traceGc ? { NODE_OPTIONS: "--trace-gc" } : {}),
+    ...traceGcEnv,
   });
   procs.push(gw.proc);
   o.log(
