@@ -7,7 +7,7 @@
  *
  * The main thread also serves TLS handshakes, health checks and new requests, so the CPU-bound work is
  * taken from a bounded queue at most BATCH jobs per event-loop turn, with setImmediate between batches:
- * I/O waits behind at most one batch (~1 ms per job). A full queue is OVERLOADED, as in the pool.
+ * I/O waits behind at most one batch (about 1 ms per job). A full queue is OVERLOADED, as in the pool.
  *
  * A key that lives in this process (the file store) is unwrapped inside the batch, since that is the RSA
  * operation. Any other key (a token's) is unwrapped first, while other work proceeds (the token call runs
@@ -23,10 +23,12 @@ import type { ReencryptJob, ReencryptRunner } from "./reencryptor.js";
 import type { ReencryptResult } from "./worker/task.js";
 
 /**
- * Jobs run per event-loop turn. More per turn answers more calls in one TLS write (cheaper per call);
- * fewer bounds the wait of everything else on the main thread. Four is ~4 ms at most.
+ * Jobs run per event-loop turn. More per turn answers more calls per turn (one read, one TLS write, one
+ * pass of the loop for all of them); fewer bounds the wait of everything else on the main thread.
+ * Measured on 2 cores at 64 calls in flight (BENCHMARKS.md, bench:custody "Inline mode"): 4 per turn cost
+ * ~2400 µs of CPU per call, 16 ~1600, 32 about the same as 16; 16 keeps the wait at ~15 ms.
  */
-const BATCH = 4;
+const BATCH = 16;
 
 interface Ready {
   readonly job: ReencryptJob;
