@@ -5,10 +5,12 @@
  * drive it with inject()); `listen` then opens the ports and starts the worker. `startGateway` does
  * both, and is what main.ts, the demo and the process tests call.
  */
+import underPressure from "@fastify/under-pressure";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyRequest,
   LogController,
 } from "fastify";
 import pino from "pino";
@@ -22,6 +24,7 @@ import {
   HTTP_STATUS,
   InternalError,
   InvalidBodyError,
+  OverloadedError,
   RouteNotFoundError,
   ShuttingDownError,
   UnsupportedMediaTypeError,
@@ -46,6 +49,9 @@ const MAX_HEADER_BYTES = 16 * 1024;
 // Fastify's default, stated: longer than the usual load balancer's idle timeout (60 s), so the balancer
 // closes an idle connection first and never sends a request into one the gateway is closing.
 const KEEP_ALIVE_TIMEOUT_MS = 72_000;
+// under-pressure's event-loop delay is the mean over this window: short enough that a burst is shed
+// within a fraction of a second, long enough that one garbage-collector pause does not trip it.
+const PRESSURE_SAMPLE_MS = 250;
 
 export interface BuiltGateway {
   /** The partner-facing Fastify instance (tests drive it with inject()). */
@@ -119,6 +125,15 @@ function baseApp(config: GatewayConfig, logger: pino.Logger): FastifyInstance {
   app.setErrorHandler((error: FastifyError, req, reply) => {
     const mapped = toGatewayError(error);
     const httpStatus = HTTP_STATUS[mapped.code];
+    if (mapped instanceof OverloadedError) {
+      // Shed by design, counted in gateway_webhooks_shed_total: an error line each would flood the log
+      // at the very moment the process has least time for it.
+      req.log.debug({ code: mapped.code, url: req.url }, "request shed");
+      return reply
+        .code(httpStatus)
+        .header("retry-after", String(config.overload.retryAfterSeconds))
+        .send(errorBody(mapped));
+    }
     if (httpStatus >= 500) req.log.error({ err: error, code: mapped.code }, "request failed");
     else req.log.info({ code: mapped.code, status: httpStatus, url: req.url }, "request refused");
     return reply.code(httpStatus).send(errorBody(mapped));
@@ -128,6 +143,50 @@ function baseApp(config: GatewayConfig, logger: pino.Logger): FastifyInstance {
     return reply.code(HTTP_STATUS[e.code]).send(errorBody(e));
   });
   return app;
+}
+
+const isWebhook = (req: FastifyRequest) => req.routeOptions.url?.startsWith("/webhooks/") === true;
+
+/**
+ * Load shedding for the partner webhooks (issue 17): both partners retry any non-2xx, so under a burst
+ * a quick 503 OVERLOADED (with Retry-After) is worth more than a 200 the sender stopped waiting for
+ * after its 10 s. Both checks run in onRequest, before the body is read, so a shed webhook has stored
+ * nothing and its redelivery goes through the usual deduplication (docs/design.md invariants 5 and 6).
+ * Health, metrics and the internal API are never shed: the orchestrator must still see the process live.
+ */
+async function registerLoadShedding(
+  app: FastifyInstance,
+  limits: GatewayConfig["overload"],
+  metrics: GatewayMetrics,
+): Promise<void> {
+  const overloaded = () =>
+    new OverloadedError("the gateway is overloaded; retry the delivery after the Retry-After delay");
+  await app.register(underPressure, {
+    maxEventLoopDelay: limits.maxEventLoopDelayMs,
+    sampleInterval: PRESSURE_SAMPLE_MS,
+    pressureHandler: async (req) => {
+      if (!isWebhook(req)) return;
+      metrics.webhooksShed.inc({ reason: "event_loop_delay" });
+      throw overloaded();
+    },
+  });
+  // under-pressure has no cap on requests in flight; without one a burst of slow requests is queued
+  // (storage, custody) with nothing lagging the event loop, and every sender waits past its timeout.
+  let inFlight = 0;
+  app.addHook("onRequest", async (req, reply) => {
+    if (!isWebhook(req)) return;
+    if (inFlight >= limits.maxWebhooksInFlight) {
+      metrics.webhooksShed.inc({ reason: "in_flight" });
+      throw overloaded();
+    }
+    inFlight++;
+    metrics.webhooksInFlight.set(inFlight);
+    // 'close' comes once per response, answered or cut off by the client, so the count cannot leak.
+    reply.raw.once("close", () => {
+      inFlight--;
+      metrics.webhooksInFlight.set(inFlight);
+    });
+  });
 }
 
 export interface StartOptions {
@@ -180,6 +239,7 @@ export async function buildGateway(config: GatewayConfig, opts: StartOptions = {
   });
 
   const pub = baseApp(config, logger);
+  await registerLoadShedding(pub, config.overload, metrics);
   let closing = false;
   // A partner delivery that arrives while this instance stops is answered 503 so the partner retries
   // it (on another instance or after the restart); nothing half-done is acknowledged.

@@ -40,6 +40,21 @@ export const VARIABLES = [
     help: "time a client has to send a whole request, headers and body (slow senders are cut off)",
     default: "10000",
   },
+  {
+    name: "GATEWAY_MAX_EVENT_LOOP_DELAY_MS",
+    help: "partner webhooks are answered 503 OVERLOADED while the event loop's mean delay over the last 250 ms exceeds this",
+    default: "250",
+  },
+  {
+    name: "GATEWAY_MAX_WEBHOOKS_IN_FLIGHT",
+    help: "partner webhooks handled at once; one more is answered 503 OVERLOADED before its body is read",
+    default: "256",
+  },
+  {
+    name: "GATEWAY_OVERLOAD_RETRY_AFTER_SECONDS",
+    help: "Retry-After sent with 503 OVERLOADED",
+    default: "10",
+  },
   { name: "GATEWAY_STORAGE", help: "sqlite (embedded) or postgres (several instances)", default: "sqlite" },
   {
     name: "GATEWAY_SQLITE_PATH",
@@ -229,6 +244,21 @@ const schema = z.object({
     .min(1000)
     .max(60_000)
     .default(Number(d.GATEWAY_REQUEST_TIMEOUT_MS)),
+  GATEWAY_MAX_EVENT_LOOP_DELAY_MS: z.coerce
+    .number()
+    .int()
+    .min(10)
+    .max(10_000)
+    .default(Number(d.GATEWAY_MAX_EVENT_LOOP_DELAY_MS)),
+  GATEWAY_MAX_WEBHOOKS_IN_FLIGHT: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100_000)
+    .default(Number(d.GATEWAY_MAX_WEBHOOKS_IN_FLIGHT)),
+  GATEWAY_OVERLOAD_RETRY_AFTER_SECONDS: seconds(1, 3600).default(
+    Number(d.GATEWAY_OVERLOAD_RETRY_AFTER_SECONDS),
+  ),
   GATEWAY_STORAGE: z.enum(["sqlite", "postgres"]).default(d.GATEWAY_STORAGE as "sqlite"),
   GATEWAY_SQLITE_PATH: z.string().min(1).default(d.GATEWAY_SQLITE_PATH),
   GATEWAY_DATABASE_URL: z.string().min(1).optional(),
@@ -317,6 +347,12 @@ export interface GatewayConfig {
   /** Addresses and CIDRs of the proxies whose X-Forwarded-For is believed; empty = none. */
   readonly trustedProxies: readonly string[];
   readonly requestTimeoutMs: number;
+  /** When partner webhooks are shed with 503 OVERLOADED (docs/gateway.md, "Overload"). */
+  readonly overload: {
+    readonly maxEventLoopDelayMs: number;
+    readonly maxWebhooksInFlight: number;
+    readonly retryAfterSeconds: number;
+  };
   readonly storage:
     | { readonly driver: "sqlite"; readonly path: string }
     | { readonly driver: "postgres"; readonly url: string };
@@ -477,6 +513,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     logLevel: e.GATEWAY_LOG_LEVEL,
     trustedProxies: e.GATEWAY_TRUSTED_PROXIES ?? [],
     requestTimeoutMs: e.GATEWAY_REQUEST_TIMEOUT_MS,
+    overload: {
+      maxEventLoopDelayMs: e.GATEWAY_MAX_EVENT_LOOP_DELAY_MS,
+      maxWebhooksInFlight: e.GATEWAY_MAX_WEBHOOKS_IN_FLIGHT,
+      retryAfterSeconds: e.GATEWAY_OVERLOAD_RETRY_AFTER_SECONDS,
+    },
     storage:
       e.GATEWAY_STORAGE === "postgres"
         ? { driver: "postgres", url: e.GATEWAY_DATABASE_URL! }

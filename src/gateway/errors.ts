@@ -23,6 +23,7 @@ export type GatewayErrorCode =
   | "ROUTE_NOT_FOUND"
   | "STORAGE_UNAVAILABLE"
   | "SHUTTING_DOWN"
+  | "OVERLOADED"
   | "INTERNAL_ERROR";
 
 export abstract class GatewayError extends Error {
@@ -116,6 +117,15 @@ export class ShuttingDownError extends GatewayError {
   readonly code = "SHUTTING_DOWN";
 }
 
+/**
+ * This instance is shedding load (its event loop is lagging, or too many webhooks are in flight): the
+ * webhook was refused before its body was read, so nothing was stored; the partner should retry, after
+ * the Retry-After the answer carries.
+ */
+export class OverloadedError extends GatewayError {
+  readonly code = "OVERLOADED";
+}
+
 /** Anything unexpected; details go to the log, never to the caller. */
 export class InternalError extends GatewayError {
   readonly code = "INTERNAL_ERROR";
@@ -139,6 +149,7 @@ export const HTTP_STATUS: Readonly<Record<GatewayErrorCode, number>> = {
   ROUTE_NOT_FOUND: 404,
   STORAGE_UNAVAILABLE: 503,
   SHUTTING_DOWN: 503,
+  OVERLOADED: 503,
   INTERNAL_ERROR: 500,
 };
 

@@ -2,7 +2,7 @@
  * Prometheus metrics. Label values come from fixed sets (event names from Knot's documented list or
  * "unknown", outcomes from the code), so a hostile sender cannot grow the series count.
  */
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -10,6 +10,17 @@ export class GatewayMetrics {
     name: "gateway_webhooks_total",
     help: "Partner webhooks by source, event and outcome",
     labelNames: ["source", "event", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly webhooksInFlight = new Gauge({
+    name: "gateway_webhooks_in_flight",
+    help: "Partner webhooks admitted and not yet answered (capped by GATEWAY_MAX_WEBHOOKS_IN_FLIGHT)",
+    registers: [this.registry],
+  });
+  readonly webhooksShed = new Counter({
+    name: "gateway_webhooks_shed_total",
+    help: "Partner webhooks answered 503 OVERLOADED before their body was read, by reason: event_loop_delay or in_flight",
+    labelNames: ["reason"] as const,
     registers: [this.registry],
   });
   readonly dotvaConflicts = new Counter({
