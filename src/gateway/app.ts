@@ -50,8 +50,8 @@ const MAX_HEADER_BYTES = 16 * 1024;
 // closes an idle connection first and never sends a request into one the gateway is closing.
 const KEEP_ALIVE_TIMEOUT_MS = 72_000;
 // under-pressure's event-loop delay is the mean over this window: short enough that a burst is shed
-// within a fraction of a second, long enough that one garbage-collector pause does not trip it.
-const PRESSURE_SAMPLE_MS = 250;
+// within a second, long enough that one garbage-collector pause does not trip it.
+const PRESSURE_SAMPLE_MS = 500;
 
 export interface BuiltGateway {
   /** The partner-facing Fastify instance (tests drive it with inject()). */
@@ -145,48 +145,73 @@ function baseApp(config: GatewayConfig, logger: pino.Logger): FastifyInstance {
   return app;
 }
 
-const isWebhook = (req: FastifyRequest) => req.routeOptions.url?.startsWith("/webhooks/") === true;
+const WEBHOOK_PREFIX = "/webhooks/";
+/** "dotva" or "knot" for a partner webhook route, from the route's pattern (a fixed set), else undefined. */
+const webhookSource = (req: FastifyRequest) => {
+  const route = req.routeOptions.url;
+  return route?.startsWith(WEBHOOK_PREFIX) ? route.slice(WEBHOOK_PREFIX.length) : undefined;
+};
 
 /**
  * Load shedding for the partner webhooks (issue 17): both partners retry any non-2xx, so under a burst
  * a quick 503 OVERLOADED (with Retry-After) is worth more than a 200 the sender stopped waiting for
- * after its 10 s. Both checks run in onRequest, before the body is read, so a shed webhook has stored
- * nothing and its redelivery goes through the usual deduplication (docs/design.md invariants 5 and 6).
+ * after its 10 s. Both checks run before the route's handler (the event loop's in onRequest, the count
+ * of webhooks in flight in preHandler), so a shed webhook has stored nothing and its redelivery goes
+ * through the usual deduplication (docs/design.md invariants 5 and 6).
  * Health, metrics and the internal API are never shed: the orchestrator must still see the process live.
+ *
+ * The event-loop check is armed only once the listener is open and two windows have passed: the
+ * windows before cover the start-up's own work (migrations, compiling every route's schemas), which on
+ * a busy host blocks the loop long enough to read as overload (a window with no sample at all reads as
+ * infinite delay) and would refuse the first deliveries of a healthy instance.
  */
 async function registerLoadShedding(
   app: FastifyInstance,
   limits: GatewayConfig["overload"],
   metrics: GatewayMetrics,
-): Promise<void> {
+): Promise<{ armEventLoopCheck(): void }> {
   const overloaded = () =>
     new OverloadedError("the gateway is overloaded; retry the delivery after the Retry-After delay");
+  let eventLoopCheckFrom = Number.POSITIVE_INFINITY;
   await app.register(underPressure, {
     maxEventLoopDelay: limits.maxEventLoopDelayMs,
     sampleInterval: PRESSURE_SAMPLE_MS,
     pressureHandler: async (req) => {
-      if (!isWebhook(req)) return;
-      metrics.webhooksShed.inc({ reason: "event_loop_delay" });
+      const source = webhookSource(req);
+      if (source === undefined || performance.now() < eventLoopCheckFrom) return;
+      metrics.webhooksShed.inc({ source, reason: "event_loop_delay" });
       throw overloaded();
     },
   });
   // under-pressure has no cap on requests in flight; without one a burst of slow requests is queued
   // (storage, custody) with nothing lagging the event loop, and every sender waits past its timeout.
-  let inFlight = 0;
-  app.addHook("onRequest", async (req, reply) => {
-    if (!isWebhook(req)) return;
-    if (inFlight >= limits.maxWebhooksInFlight) {
-      metrics.webhooksShed.inc({ reason: "in_flight" });
+  // One cap per partner: a Dotva burst (retried with back-off, not urgent) must not shed Knot's
+  // AUTHENTICATED, whose card has 15 s and whose retry comes only minutes later. Counted from
+  // preHandler, once the body is in and before the handler stores anything: a sender trickling its body
+  // (anyone, before the allow-list is checked) must not be able to hold the partner's budget.
+  const inFlight = new Map<string, number>();
+  app.addHook("preHandler", async (req, reply) => {
+    const source = webhookSource(req);
+    if (source === undefined) return;
+    const now = inFlight.get(source) ?? 0;
+    if (now >= limits.maxWebhooksInFlight) {
+      metrics.webhooksShed.inc({ source, reason: "in_flight" });
       throw overloaded();
     }
-    inFlight++;
-    metrics.webhooksInFlight.set(inFlight);
+    inFlight.set(source, now + 1);
+    metrics.webhooksInFlight.set({ source }, now + 1);
     // 'close' comes once per response, answered or cut off by the client, so the count cannot leak.
     reply.raw.once("close", () => {
-      inFlight--;
-      metrics.webhooksInFlight.set(inFlight);
+      const left = (inFlight.get(source) ?? 1) - 1;
+      inFlight.set(source, left);
+      metrics.webhooksInFlight.set({ source }, left);
     });
   });
+  return {
+    armEventLoopCheck() {
+      eventLoopCheckFrom = performance.now() + 2 * PRESSURE_SAMPLE_MS;
+    },
+  };
 }
 
 export interface StartOptions {
@@ -239,7 +264,7 @@ export async function buildGateway(config: GatewayConfig, opts: StartOptions = {
   });
 
   const pub = baseApp(config, logger);
-  await registerLoadShedding(pub, config.overload, metrics);
+  const shedding = await registerLoadShedding(pub, config.overload, metrics);
   let closing = false;
   // A partner delivery that arrives while this instance stops is answered 503 so the partner retries
   // it (on another instance or after the restart); nothing half-done is acknowledged.
@@ -270,6 +295,7 @@ export async function buildGateway(config: GatewayConfig, opts: StartOptions = {
     worker,
     async listen() {
       const url = await pub.listen({ host: config.host, port: config.port });
+      shedding.armEventLoopCheck();
       const internalUrl =
         internal === pub ? url : await internal.listen({ host: config.host, port: config.internalPort ?? 0 });
       worker.start();

@@ -42,12 +42,12 @@ export const VARIABLES = [
   },
   {
     name: "GATEWAY_MAX_EVENT_LOOP_DELAY_MS",
-    help: "partner webhooks are answered 503 OVERLOADED while the event loop's mean delay over the last 250 ms exceeds this",
-    default: "250",
+    help: "partner webhooks are answered 503 OVERLOADED while the event loop's mean delay over the last 500 ms exceeds this",
+    default: "1000",
   },
   {
     name: "GATEWAY_MAX_WEBHOOKS_IN_FLIGHT",
-    help: "partner webhooks handled at once; one more is answered 503 OVERLOADED before its body is read",
+    help: "webhooks of one partner (Dotva, Knot) handled at once; one more is answered 503 OVERLOADED before anything is stored",
     default: "256",
   },
   {

@@ -119,7 +119,7 @@ export class ShuttingDownError extends GatewayError {
 
 /**
  * This instance is shedding load (its event loop is lagging, or too many webhooks are in flight): the
- * webhook was refused before its body was read, so nothing was stored; the partner should retry, after
+ * webhook was refused before its handler ran, so nothing was stored; the partner should retry, after
  * the Retry-After the answer carries.
  */
 export class OverloadedError extends GatewayError {

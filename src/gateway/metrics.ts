@@ -14,13 +14,14 @@ export class GatewayMetrics {
   });
   readonly webhooksInFlight = new Gauge({
     name: "gateway_webhooks_in_flight",
-    help: "Partner webhooks admitted and not yet answered (capped by GATEWAY_MAX_WEBHOOKS_IN_FLIGHT)",
+    help: "Partner webhooks admitted and not yet answered, by source (each capped by GATEWAY_MAX_WEBHOOKS_IN_FLIGHT)",
+    labelNames: ["source"] as const,
     registers: [this.registry],
   });
   readonly webhooksShed = new Counter({
     name: "gateway_webhooks_shed_total",
-    help: "Partner webhooks answered 503 OVERLOADED before their body was read, by reason: event_loop_delay or in_flight",
-    labelNames: ["reason"] as const,
+    help: "Partner webhooks answered 503 OVERLOADED before anything was stored, by source and reason (event_loop_delay, in_flight)",
+    labelNames: ["source", "reason"] as const,
     registers: [this.registry],
   });
   readonly dotvaConflicts = new Counter({

@@ -4,11 +4,14 @@
  * 10 s; /healthz keeps answering; once the pressure is gone the partner's redelivery is stored once and a
  * shed AUTHENTICATED sends its card once (docs/design.md invariants 5 and 6).
  *
- * Both limits are driven for real: webhooks held in flight by senders that never finish their body, and
- * an event loop kept busy by the test (the gateway runs in this process) until under-pressure reports it.
+ * Both limits are driven for real: webhooks held in flight by a storage write that waits for the test (as
+ * slow storage holds them under a burst), and an event loop kept busy by the test (the gateway runs in
+ * this process) until under-pressure reports it. Senders that trickle their bodies must not take a
+ * partner's budget (they could then have its real deliveries shed).
  */
+import { randomUUID } from "node:crypto";
 import { connect, type Socket } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { expiryFromNow } from "../tools/testing/expiry.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
@@ -83,21 +86,23 @@ async function healthz(gw: RunningGateway) {
   return { status: res.status, body: await res.json() };
 }
 
-/** A Dotva sender that has sent its headers and the first byte of a body it never finishes. */
-function heldWebhook(gw: RunningGateway): Socket {
+/** A partner that has sent its headers and the first byte of a body it never finishes. */
+function heldWebhook(gw: RunningGateway, source: "dotva" | "knot"): Socket {
   const { port } = new URL(gw.url);
   const socket = connect(Number(port), "127.0.0.1");
   socket.on("error", () => undefined);
   socket.write(
-    "POST /webhooks/dotva HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+    `POST /webhooks/${source} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{`,
   );
   return socket;
 }
 
-const inFlight = async (gw: RunningGateway) =>
-  (await gw.metrics.webhooksInFlight.get()).values[0]?.value ?? 0;
-const shed = async (gw: RunningGateway, reason: string) =>
-  (await gw.metrics.webhooksShed.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
+const inFlight = async (gw: RunningGateway, source: string) =>
+  (await gw.metrics.webhooksInFlight.get()).values.find((v) => v.labels.source === source)?.value ?? 0;
+const shed = async (gw: RunningGateway, source: string, reason: string) =>
+  (await gw.metrics.webhooksShed.get()).values.find(
+    (v) => v.labels.source === source && v.labels.reason === reason,
+  )?.value ?? 0;
 
 /** A card bound to a fresh cardholder, and the AUTHENTICATED Knot would send for it. */
 async function readyTask(gw: RunningGateway) {
@@ -114,57 +119,118 @@ async function readyTask(gw: RunningGateway) {
   };
 }
 
+/** A promise the test resolves: a storage write held open, as slow storage holds it under a burst. */
+function gate() {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
+}
+
 describe("webhooks in flight at GATEWAY_MAX_WEBHOOKS_IN_FLIGHT", () => {
   let gw: RunningGateway;
   beforeAll(async () => {
     gw = await gateway({ GATEWAY_MAX_WEBHOOKS_IN_FLIGHT: "2" });
   });
   afterAll(() => gw?.close());
+  afterEach(() => vi.restoreAllMocks());
 
-  it("sheds the next webhook 503 OVERLOADED with Retry-After, storing nothing; /healthz answers; the redelivery is stored once", async () => {
+  it("sheds the next Dotva webhook 503 OVERLOADED with Retry-After, storing nothing; /healthz and Knot still answer; the redelivery is stored once", async () => {
     const task = await readyTask(gw);
-    const d = await dotvaDelivery(custody.publicKeyPem, CARD);
-    const held = [heldWebhook(gw), heldWebhook(gw)];
-    try {
-      await waitFor(async () => ((await inFlight(gw)) === 2 ? true : undefined));
+    const [first, second, d] = await Promise.all(
+      [1, 2, 3].map(() => dotvaDelivery(custody.publicKeyPem, CARD)),
+    );
+    const slow = gate();
+    const store = gw.repo.storeDotvaCard.bind(gw.repo);
+    const write = vi.spyOn(gw.repo, "storeDotvaCard").mockImplementation(async (...args) => {
+      await slow.opened;
+      return store(...args);
+    });
+    const held = [postDotva(gw, first!.text), postDotva(gw, second!.text)];
+    await waitFor(async () => ((await inFlight(gw, "dotva")) === 2 ? true : undefined));
 
-      const refused = await postDotva(gw, d.text);
-      expect(refused).toEqual({ status: 503, retryAfter: RETRY_AFTER_S, body: OVERLOADED });
-      expect(await shed(gw, "in_flight")).toBe(1);
-      expect((await internal(gw, "GET", `/v1/cards/${d.cardUuid}`)).status).toBe(404);
+    const refused = await postDotva(gw, d!.text);
+    expect(refused).toEqual({ status: 503, retryAfter: RETRY_AFTER_S, body: OVERLOADED });
+    expect(await shed(gw, "dotva", "in_flight")).toBe(1);
+    // The shed delivery never reached storage.
+    expect(write).toHaveBeenCalledTimes(2);
 
-      // Knot's AUTHENTICATED is shed the same way and starts no job.
-      expect(await knot.sendWebhook(gw.url, task.hook)).toEqual({ status: 503, body: OVERLOADED });
-      expect((await internal(gw, "GET", `/v1/tasks/${task.taskId}`)).status).toBe(404);
-
-      // Liveness, and the internal API, are not shed.
-      expect(await healthz(gw)).toEqual({ status: 200, body: { status: "ok" } });
-      expect((await internal(gw, "GET", `/v1/tasks/${task.taskId}`)).status).toBe(404);
-    } finally {
-      for (const s of held) s.destroy();
-    }
-    // A sender that went away frees its place.
-    await waitFor(async () => ((await inFlight(gw)) === 0 ? true : undefined));
-
-    const accepted = await postDotva(gw, d.text);
-    expect(accepted).toMatchObject({ status: 200, body: { outcome: "created", card_uuid: d.cardUuid } });
-    expect((await postDotva(gw, d.text)).body).toMatchObject({ outcome: "duplicate" });
-    expect((await internal(gw, "GET", `/v1/cards/${d.cardUuid}`)).status).toBe(200);
-
+    // Liveness and the internal API are not shed, and Knot has its own budget: a Dotva burst does not
+    // cost an AUTHENTICATED its 15 s.
+    expect(await healthz(gw)).toEqual({ status: 200, body: { status: "ok" } });
+    expect((await internal(gw, "GET", `/v1/cards/${d!.cardUuid}`)).status).toBe(404);
     expect(await knot.sendWebhook(gw.url, task.hook)).toMatchObject({
       status: 200,
       body: { outcome: "recorded_with_job" },
     });
-    await waitFor(async () => {
-      const job = (await internal(gw, "GET", `/v1/tasks/${task.taskId}`)).body.job as
-        | { state: string }
-        | undefined;
-      return job?.state === "sent" ? job : undefined;
-    }, 15_000);
+
+    slow.open();
+    for (const r of await Promise.all(held))
+      expect(r).toMatchObject({ status: 200, body: { outcome: "created" } });
+    await waitFor(async () => ((await inFlight(gw, "dotva")) === 0 ? true : undefined));
+
+    const accepted = await postDotva(gw, d!.text);
+    expect(accepted).toMatchObject({ status: 200, body: { outcome: "created", card_uuid: d!.cardUuid } });
+    expect((await postDotva(gw, d!.text)).body).toMatchObject({ outcome: "duplicate" });
+    expect((await internal(gw, "GET", `/v1/cards/${d!.cardUuid}`)).status).toBe(200);
+    await sentOnce(gw, task.taskId);
+  });
+
+  it("sheds a Knot AUTHENTICATED past the cap without starting a job; Knot's redelivery sends the card once", async () => {
+    const [busy1, busy2, task] = [await readyTask(gw), await readyTask(gw), await readyTask(gw)];
+    const slow = gate();
+    const record = gw.repo.recordKnotEvent.bind(gw.repo);
+    const write = vi.spyOn(gw.repo, "recordKnotEvent").mockImplementation(async (...args) => {
+      await slow.opened;
+      return record(...args);
+    });
+    const held = [knot.sendWebhook(gw.url, busy1.hook), knot.sendWebhook(gw.url, busy2.hook)];
+    await waitFor(async () => ((await inFlight(gw, "knot")) === 2 ? true : undefined));
+
+    expect(await knot.sendWebhook(gw.url, task.hook)).toEqual({ status: 503, body: OVERLOADED });
+    expect(await shed(gw, "knot", "in_flight")).toBe(1);
+    expect(write).toHaveBeenCalledTimes(2);
+    expect((await internal(gw, "GET", `/v1/tasks/${task.taskId}`)).status).toBe(404);
+
+    slow.open();
+    for (const r of await Promise.all(held)) expect(r.status).toBe(200);
+    await waitFor(async () => ((await inFlight(gw, "knot")) === 0 ? true : undefined));
+    expect(await knot.sendWebhook(gw.url, task.hook)).toMatchObject({
+      status: 200,
+      body: { outcome: "recorded_with_job" },
+    });
+    await sentOnce(gw, task.taskId);
+    // Knot's next delivery of the same webhook is a duplicate: no second job, no second card.
+    expect((await knot.sendWebhook(gw.url, task.hook)).body).toMatchObject({ outcome: "duplicate" });
     expect(knot.cardPostsByTask.get(String(task.taskId))).toBe(1);
-    expect(await inFlight(gw)).toBe(0);
+  });
+
+  it("the attack: senders trickling bodies they never finish do not take Dotva's budget", async () => {
+    const held = Array.from({ length: 5 }, () => heldWebhook(gw, "dotva"));
+    try {
+      await waitFor(async () => {
+        const open = await new Promise<number>((resolve, reject) =>
+          gw.app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+        );
+        return open >= held.length ? true : undefined;
+      });
+      const d = await dotvaDelivery(custody.publicKeyPem, CARD);
+      expect(await postDotva(gw, d.text)).toMatchObject({ status: 200, body: { outcome: "created" } });
+      expect(await inFlight(gw, "dotva")).toBe(0);
+    } finally {
+      for (const s of held) s.destroy();
+    }
   });
 });
+
+async function sentOnce(gw: RunningGateway, taskId: number) {
+  await waitFor(async () => {
+    const job = (await internal(gw, "GET", `/v1/tasks/${taskId}`)).body.job as { state: string } | undefined;
+    return job?.state === "sent" ? job : undefined;
+  }, 15_000);
+  expect(knot.cardPostsByTask.get(String(taskId))).toBe(1);
+}
 
 describe("event-loop delay above GATEWAY_MAX_EVENT_LOOP_DELAY_MS", () => {
   let gw: RunningGateway;
@@ -184,10 +250,16 @@ describe("event-loop delay above GATEWAY_MAX_EVENT_LOOP_DELAY_MS", () => {
     };
     spin();
     try {
-      await waitFor(async () => (gw.app.isUnderPressure() ? true : undefined));
+      // Probes (bodies Dotva would have quarantined) until the gateway sheds: the check is armed a
+      // second after the listener opens, and the sampler needs a window to see the lag.
+      await waitFor(async () => {
+        if (!gw.app.isUnderPressure()) return undefined;
+        const probe = await postDotva(gw, JSON.stringify({ data: { card_uuid: randomUUID() } }));
+        return probe.status === 503 ? probe : undefined;
+      });
       const refused = await postDotva(gw, d.text);
       expect(refused).toEqual({ status: 503, retryAfter: RETRY_AFTER_S, body: OVERLOADED });
-      expect(await shed(gw, "event_loop_delay")).toBeGreaterThanOrEqual(1);
+      expect(await shed(gw, "dotva", "event_loop_delay")).toBeGreaterThanOrEqual(2);
       expect(await healthz(gw)).toEqual({ status: 200, body: { status: "ok" } });
     } finally {
       busy = false;
@@ -223,7 +295,7 @@ describe("the overload limits' configuration", () => {
   it("has stated defaults", () => {
     const config = loadConfig(gatewayEnv({ knotUrl: "http://127.0.0.1:1", custodyAddress: "127.0.0.1:1" }));
     expect(config.overload).toEqual({
-      maxEventLoopDelayMs: 250,
+      maxEventLoopDelayMs: 1000,
       maxWebhooksInFlight: 256,
       retryAfterSeconds: 10,
     });
