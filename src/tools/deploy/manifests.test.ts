@@ -45,6 +45,9 @@ const KNOWN_ENV = new Set([
   // Read by custody's init container script in deploy/kubernetes/custody.yaml.
   "INSTALL_KEYS_FROM",
   "INSTALL_KEYS_TO",
+  // Node's and glibc's memory bounds (memory-bounds.test.ts).
+  "NODE_OPTIONS",
+  "MALLOC_ARENA_MAX",
 ]);
 
 // biome-ignore lint/suspicious/noExplicitAny: manifests are untyped YAML, checked by the schemas below

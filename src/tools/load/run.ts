@@ -41,6 +41,7 @@ import { authenticatedEvent, KnotSimulator } from "../simulators/knot-simulator.
 import { SAMPLE_CARDHOLDER } from "../simulators/sample-cardholder.js";
 import { expiryFromNow } from "../testing/expiry.js";
 import type { BurstConfig, CustodyBurstResult, GatewayBurstResult } from "./burst.js";
+import { manifestMemoryEnv } from "./manifest-limits.js";
 import { type Outcome, PacedLoad } from "./paced.js";
 import { HeapSampler, markCompacts, RssSampler } from "./proc-memory.js";
 import { type CustodyTarget, custodyCaller, type DotvaTarget, dotvaRequests } from "./requests.js";
@@ -161,14 +162,19 @@ async function run(
   await knot.start();
   closers.push(() => knot.close());
   // Production's log level, so the audit line per call and the request logs are part of the load.
-  const traceGcEnv: Record<string, string> = o.traceGc
-    ? { NODE_OPTIONS: `--import=${fileURLToPath(new URL("./trace-gc.mjs", import.meta.url))}` }
-    : {};
+  // Each service with the heap and allocator bounds its manifest gives it (V8 would otherwise size its
+  // heap from this machine's memory, not the container's), plus the GC trace when asked for.
+  const serviceEnv = (service: "custody" | "gateway"): Record<string, string> => {
+    const env = manifestMemoryEnv(service);
+    if (!o.traceGc) return env;
+    const traceGc = `--import=${fileURLToPath(new URL("./trace-gc.mjs", import.meta.url))}`;
+    return { ...env, NODE_OPTIONS: [env.NODE_OPTIONS, traceGc].filter((x) => x !== undefined).join(" ") };
+  };
   const custodyMetricsPort = await freePort();
   const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()], {
     CUSTODY_LOG_LEVEL: "info",
     CUSTODY_METRICS_LISTEN: String(custodyMetricsPort),
-    ...traceGcEnv,
+    ...serviceEnv("custody"),
     CUSTODY_WORKERS: "2",
     CUSTODY_MAX_QUEUE: String(o.custodyMaxQueue),
   });
@@ -187,7 +193,7 @@ async function run(
       internalToken,
     }),
     GATEWAY_LOG_LEVEL: "info",
-    ...traceGcEnv,
+    ...serviceEnv("gateway"),
   });
   procs.push(gw.proc);
   o.log(
@@ -556,6 +562,7 @@ async function run(
       : {};
   const figures: Record<string, unknown> = {
     load: "custody+gateway",
+    custody_memory_env: manifestMemoryEnv("custody"),
     sustained_seconds: o.sustainedSeconds,
     warmup_seconds: o.warmupSeconds,
     custody_rate_per_s: o.custodyRate,
