@@ -16,7 +16,7 @@ export type FuzzVerdict = "goal met" | "below goal" | "failed";
 
 export interface FuzzTargetResult {
   executions: number;
-  /** Seconds libFuzzer reports it ran. */
+  /** Seconds libFuzzer reports it ran (the run's wall time when that closing line was lost). */
   seconds: number;
   verdict: FuzzVerdict;
   /** UTC day of the run, YYYY-MM-DD. */

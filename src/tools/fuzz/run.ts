@@ -105,6 +105,7 @@ function save(name: string, result: FuzzResults["targets"][string]): void {
 for (const name of names) {
   const discovered = join(scratch, `corpus-${name}`);
   mkdirSync(discovered);
+  const started = Date.now();
   const r = spawnSync(
     process.execPath,
     [
@@ -123,10 +124,13 @@ for (const name of names) {
     { env: { ...env, FUZZ_TARGET: name }, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
   );
   const log = `${r.stdout}${r.stderr}`;
+  // libFuzzer's closing "Done N runs in S second(s)" can be lost when Jazzer.js exits while libFuzzer still
+  // prints its recommended dictionary; the "#N DONE" line before it says the same run count.
   const done = /Done (\d+) runs in (\d+) second/.exec(log);
-  const executions = done ? Number(done[1]) : 0;
-  const seconds = done ? Number(done[2]) : 0;
-  const verdict = fuzzVerdict(r.status === 0 && done !== null, executions);
+  const loopDone = /^#(\d+)\tDONE /m.exec(log);
+  const executions = Number(done?.[1] ?? loopDone?.[1] ?? 0);
+  const seconds = done ? Number(done[2]) : Math.round((Date.now() - started) / 1000);
+  const verdict = fuzzVerdict(r.status === 0 && (done ?? loopDone) !== null, executions);
   if (verdict === "failed") {
     console.error(log.split("\n").slice(-40).join("\n"));
     console.error(
