@@ -10,9 +10,10 @@
  *  2. overload burst (burst.ts, one process per part), base load still running: waves of far more
  *     concurrent ReencryptForKnot calls than custody's worker queue admits, and an autocannon burst of
  *     Dotva webhooks over hundreds of connections. Refused custody calls must be RESOURCE_EXHAUSTED with
- *     reason OVERLOADED; the gateway must answer 200 or 503 (its documented "retry" status), never a 500
- *     or no answer; base-rate calls meanwhile may be refused the same way (custody's may also reach their
- *     own deadline) but nothing else; both processes must still be running.
+ *     reason OVERLOADED; the gateway must answer 200 or 503 (its documented "retry" status; under a burst
+ *     503 OVERLOADED, its load shedding), never a 500 or no answer; base-rate calls meanwhile may be
+ *     refused the same way (custody's may also reach their own deadline; webhooks only 503 OVERLOADED)
+ *     but nothing else; both processes must still be running.
  *  3. recovery: the base-rate latency of each flow must come back near its pre-burst p50/p99.
  *  4. every AUTHENTICATED the gateway accepted must reach the Knot simulator or end failed with a
  *     recorded code (a job whose 15 s deadline passed while custody refused it); none may be lost.
@@ -115,14 +116,21 @@ const BASE_DEADLINE_MS = 5_000;
  * What a call may end with during the burst; anything else fails the run. Custody refuses what it cannot
  * queue (OVERLOADED) and ends an admitted call whose deadline, or its cap on deadlines, passed in the queue
  * with its own DEADLINE_EXCEEDED reason: both are stable answers. A base-rate call may also run out of its
- * own deadline on the client (the client gave up; custody answered nothing wrong). A webhook must be
- * answered, 200 or 503, within the sender's 10 s.
+ * own deadline on the client (the client gave up; custody answered nothing wrong). A base-rate webhook
+ * must be answered within the sender's 10 s, 200 or the gateway's load-shedding answer 503 OVERLOADED
+ * (a 503 STORAGE_UNAVAILABLE would be a storage failure, not overload).
  */
 const CUSTODY_EXPIRED = "DEADLINE_EXCEEDED/DEADLINE_EXCEEDED";
+const GATEWAY_SHED = "HTTP_503/OVERLOADED";
+/** "HTTP_<status>/<the gateway's error code>", or just the status when the body has no code. */
+function httpCode(status: number, body: unknown): string {
+  const code = (body as { error?: { code?: unknown } } | undefined)?.error?.code;
+  return typeof code === "string" ? `HTTP_${status}/${code}` : `HTTP_${status}`;
+}
 const ALLOWED_DURING_BURST = {
   burst: new Set(["OK", CUSTODY_REFUSED, CUSTODY_EXPIRED]),
   custodyBase: new Set(["OK", CUSTODY_REFUSED, CUSTODY_EXPIRED, "DEADLINE_EXCEEDED/-"]),
-  http: new Set(["OK", "HTTP_503"]),
+  http: new Set(["OK", GATEWAY_SHED]),
 };
 
 function transportFailure(e: unknown): Outcome {
@@ -223,8 +231,11 @@ async function run(
         body: text,
         signal: AbortSignal.timeout(10_000),
       });
-      await r.body?.cancel();
-      return r.status === 200 ? { ok: true, code: "OK" } : { ok: false, code: `HTTP_${r.status}` };
+      if (r.status === 200) {
+        await r.body?.cancel();
+        return { ok: true, code: "OK" };
+      }
+      return { ok: false, code: httpCode(r.status, await r.json().catch(() => undefined)) };
     } catch (e) {
       return transportFailure(e);
     }
@@ -260,7 +271,7 @@ async function run(
     });
     try {
       const r = await knot.sendWebhook(gw.url, event);
-      if (r.status !== 200) return { ok: false, code: `HTTP_${r.status}` };
+      if (r.status !== 200) return { ok: false, code: httpCode(r.status, r.body) };
       acceptedTasks.add(String(taskId));
       return { ok: true, code: "OK" };
     } catch (e) {

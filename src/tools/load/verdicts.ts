@@ -84,7 +84,7 @@ export interface CallRecord {
   readonly start: number;
   ms?: number;
   ok?: boolean;
-  /** "OK", a gRPC status/reason ("RESOURCE_EXHAUSTED/OVERLOADED") or an HTTP status ("HTTP_503"). */
+  /** "OK", a gRPC status/reason ("RESOURCE_EXHAUSTED/OVERLOADED") or an HTTP status/code ("HTTP_503/OVERLOADED"). */
   code?: string;
 }
 
