@@ -293,7 +293,12 @@ describe("the overload limits' configuration", () => {
   });
 
   it("has stated defaults", () => {
-    const config = loadConfig(gatewayEnv({ knotUrl: "http://127.0.0.1:1", custodyAddress: "127.0.0.1:1" }));
+    // Test environments raise the event-loop limit (gateway-env.ts); the default is the module's own.
+    const { GATEWAY_MAX_EVENT_LOOP_DELAY_MS: _testLimit, ...env } = gatewayEnv({
+      knotUrl: "http://127.0.0.1:1",
+      custodyAddress: "127.0.0.1:1",
+    });
+    const config = loadConfig(env);
     expect(config.overload).toEqual({
       maxEventLoopDelayMs: 1000,
       maxWebhooksInFlight: 256,

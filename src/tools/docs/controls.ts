@@ -420,6 +420,167 @@ export const CONTROLS: readonly Control[] = [
       t("src/custody/core-dumps.test.ts", "starts in production with core dumps off"),
     ],
   },
+  // Someone covering their tracks on the custody host
+  {
+    id: "audit-written-before-answer",
+    statement:
+      "Every ReencryptForKnot is a line in custody's own append-only audit file, written synchronously before the answer; a call whose line cannot be written is answered AUDIT_UNAVAILABLE",
+    serves: "invariant 12; a re-encryption answered but never recorded",
+    tests: [
+      t("src/custody/audit/audit.test.ts", "leaves the answered call's line in the file"),
+      t("src/custody/audit/audit.test.ts", "answers AUDIT_UNAVAILABLE, not the card"),
+      t("src/custody/audit/audit.test.ts", "holds one verifiable line per call"),
+    ],
+  },
+  {
+    id: "audit-hash-chain",
+    statement:
+      "Audit lines are hash-chained across restarts; custody-keys audit verify names the first edited, removed, swapped, inserted or torn line; the head is anchored in the operator log",
+    serves: "invariant 12; a line edited, removed, reordered or inserted; a torn end built upon",
+    tests: [
+      t("src/custody/audit/audit.test.ts", "custody-keys audit verify"),
+      t("src/custody/audit/audit.test.ts", "the chain across restarts"),
+    ],
+  },
+  {
+    id: "audit-covers-changes",
+    statement:
+      "Failed handshakes, key, caller-policy and TLS reloads, and every custody-keys action are audit lines; no card data or passphrase in any",
+    serves: "a key, policy or certificate swapped in without a trace; probing unseen",
+    tests: [
+      t("src/custody/audit/audit.test.ts", "records a"),
+      t("src/custody/audit/audit.test.ts", "never holds the card or a JWE"),
+      t("src/custody/audit/audit.test.ts", "custody-keys actions"),
+    ],
+  },
+  // Someone reading custody's memory, environment or token
+  {
+    id: "pem-wiped",
+    statement: "Private PEM parsed from a Buffer that is zeroed on every path, never turned into a string",
+    serves: "a private key left in the heap as an immutable string",
+    tests: [t("src/custody/keystore/file/file-key-store.test.ts", "parses every PEM from the Buffer")],
+  },
+  {
+    id: "pin-from-file",
+    statement:
+      "PKCS#11 PIN from a 0600 file only in production, its Buffer zeroed after C_Login; env: refused",
+    serves: "the token PIN read from the environment or a readable file",
+    tests: [t("src/custody/keystore/pkcs11/pin.test.ts")],
+  },
+  {
+    id: "token-keys-protected",
+    statement:
+      "Token keys must be CKA_SENSITIVE, not CKA_EXTRACTABLE and CKA_DECRYPT; a URI selecting no object is refused",
+    serves: "a token key that can be exported; a key URI that silently selects nothing",
+    tests: [t("src/custody/keystore/pkcs11/key-protection.test.ts")],
+  },
+  {
+    id: "token-busy-is-overload",
+    statement:
+      "A PKCS#11 session wait that times out is OVERLOADED, never a token failure or a re-initialisation",
+    serves: "a burst on the PKCS#11 store turning into a token outage",
+    tests: [t("src/custody/keystore/pkcs11/session-overload.test.ts")],
+  },
+  {
+    id: "inline-mode-same-guarantees",
+    statement:
+      "Inline mode (CUSTODY_WORKERS=0) keeps the same core, uniform failure and zeroization, and yields the event loop between batches",
+    serves: "invariant 1; card data or starvation on custody's main thread",
+    tests: [
+      t("src/custody/reencryptor.test.ts", "overwrites the content key a token unwrapped"),
+      t("src/custody/reencryptor.test.ts", "runs other main-thread callbacks between batches"),
+    ],
+  },
+  // Limits
+  {
+    id: "custody-connection-limits",
+    statement:
+      "Custody caps open connections and handshakes in progress and closes handshakes that do not finish in time",
+    serves: "exhausting custody's sockets and handshake work without a certificate",
+    tests: [t("src/custody/limits.test.ts", "connection and handshake limits")],
+  },
+  {
+    id: "custody-deadline-cap",
+    statement:
+      "A call with no deadline or a far one is answered DEADLINE_EXCEEDED at CUSTODY_MAX_CALL_DEADLINE_MS",
+    serves: "holding custody's resources with calls that never expire",
+    tests: [t("src/custody/limits.test.ts", "call deadline cap")],
+  },
+  {
+    id: "health-not-open",
+    statement:
+      "grpc.health.v1 answers only the ReencryptForKnot callers unless CUSTODY_ALLOW_HEALTH=* is written out",
+    serves: "invariant 4; learning whether custody serves from any certificate the CA issued",
+    tests: [
+      t("src/custody/limits.test.ts", "health"),
+      t("src/custody/service.test.ts", "refuses an authenticated caller not on the allowlist"),
+    ],
+  },
+  {
+    id: "proxy-trust-by-cidr",
+    statement:
+      "X-Forwarded-For is believed only from peers in GATEWAY_TRUSTED_PROXIES; the hop count is refused",
+    serves: "passing a source allow-list with a forged X-Forwarded-For",
+    tests: [t("src/gateway/http/proxy-trust.test.ts")],
+  },
+  {
+    id: "gateway-http-limits",
+    statement: "Header size, body size and request time are capped on the gateway's listener",
+    serves: "oversized or endless requests",
+    tests: [
+      t("src/gateway/http/header-limit.test.ts"),
+      t("src/tools/hostile/gateway.test.ts", "BODY_TOO_LARGE"),
+    ],
+  },
+  {
+    id: "gateway-sheds-load",
+    statement:
+      "Past its in-flight cap or event-loop delay limit the gateway answers webhooks 503 OVERLOADED with Retry-After before storing anything; health stays up; redeliveries are taken once",
+    serves: "invariants 5 and 6; a flood making every delivery wait past the sender's timeout",
+    tests: [t("src/gateway/overload.test.ts")],
+  },
+  // Faults
+  {
+    id: "storage-failure-not-acknowledged",
+    statement:
+      "A delivery is answered 200 only after its commit; a full or failing disk gives 503 and nothing is lost",
+    serves: "invariant 5; a delivery acknowledged and then lost",
+    tests: [t("src/gateway/storage-faults.test.ts")],
+  },
+  {
+    id: "crash-window-narrowed",
+    statement:
+      "post_started_at is durable before every POST /card; a resumed job waits for Knot's word before posting again",
+    serves: "invariant 6; a card reaching Knot twice after a crash",
+    tests: [t("src/gateway/crash-window.test.ts")],
+  },
+  {
+    id: "custody-restart-survived",
+    statement:
+      "Custody killed and restarted under load: every job completes in its window, none lost, none sent twice",
+    serves: "invariant 6; cards missing Knot's window because custody restarted",
+    tests: [t("src/gateway/custody-restart.test.ts")],
+  },
+  {
+    id: "hung-knot-bounded",
+    statement:
+      "A Knot that never answers costs each attempt its timeout, the job its deadline, the event loop nothing",
+    serves: "the gateway stalled by a hung partner",
+    tests: [t("src/gateway/knot-hang.test.ts")],
+  },
+  {
+    id: "send-card-concurrency",
+    statement: "SEND_CARD_CONCURRENCY bounds POST /card on every path: webhook jobs, poll claims, retries",
+    serves: "a flood or a restart backlog sending more cards at once than configured",
+    tests: [t("src/gateway/send-card-concurrency.test.ts")],
+  },
+  {
+    id: "memory-bounded",
+    statement:
+      "Both services stay under their container limit with no growth trend under load and recover after an overload burst; custody's heaps are sized to fit its limit",
+    serves: "memory growing under sustained load until the container is killed",
+    tests: [t("src/tools/load/load.test.ts"), t("src/tools/deploy/memory-bounds.test.ts")],
+  },
   {
     id: "pinned-base-image",
     statement: "The Dockerfile starts every stage from the Node 24 image pinned by digest",

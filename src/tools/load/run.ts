@@ -89,6 +89,8 @@ export interface LoadOptions {
    * each full collection, per isolate (costs a line of output per collection).
    */
   readonly traceGc?: boolean;
+  /** Gateway variables for this run on top of the local defaults (e.g. its overload limits). */
+  readonly gatewayEnv?: Readonly<Record<string, string>>;
   readonly log: (line: string) => void;
 }
 
@@ -202,6 +204,7 @@ async function run(
     }),
     GATEWAY_LOG_LEVEL: "info",
     ...serviceEnv("gateway"),
+    ...o.gatewayEnv,
   });
   procs.push(gw.proc);
   o.log(

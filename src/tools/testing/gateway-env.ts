@@ -44,6 +44,10 @@ export function gatewayEnv(o: {
         }
       : { GATEWAY_CUSTODY_INSECURE: "true" }),
     SEND_CARD_POLL_MS: "100",
+    // A test's gateway shares its event loop with the test's own blocking work (key generation,
+    // synchronous crypto) and a CI machine's CPU with the other test files, which reads as event-loop
+    // delay and would shed the deliveries the test sends. overload.test.ts sets its own limit.
+    GATEWAY_MAX_EVENT_LOOP_DELAY_MS: "10000",
     ...o.extra,
   };
 }
