@@ -52,7 +52,7 @@ export const CONTROLS: readonly Control[] = [
   {
     id: "plaintext-stays-in-custody",
     statement:
-      "Card data only inside a worker; errors name fields, never values; buffers zeroed on every path; no card data in any log line",
+      "Card data only inside custody (a worker thread, or the main thread with CUSTODY_WORKERS=0); errors name fields, never values; buffers zeroed on every path; no card data in any log line",
     serves: "invariant 1; reading plaintext from a response, error or log",
     tests: [
       t("src/core/reencrypt.test.ts", "overwrites"),
