@@ -9,8 +9,9 @@ source scripts/node-runtime.sh
 # softhsm2 + opensc: the PKCS#11 token and pkcs11-tool; python3-jwcrypto + python3-grpcio: interop
 # peers written by other people; postgresql: the multi-instance gateway store; openssl: bench reference;
 # iproute2: ip netns and ss for the restricted-segment test (src/tools/deploy/netns.test.ts); g++: the glibc
-# shim npm run fuzz builds on Debian 12 (fuzz/glibc236-patch.py).
-DEBIAN_PACKAGES=(softhsm2 opensc python3-jwcrypto python3-grpcio python3-grpc-tools postgresql openssl iproute2 g++)
+# shim npm run fuzz builds on Debian 12 (fuzz/glibc236-patch.py); sslscan: the second TLS scanner of the custody
+# port (src/custody/custody-tls.test.ts).
+DEBIAN_PACKAGES=(softhsm2 opensc python3-jwcrypto python3-grpcio python3-grpc-tools postgresql openssl iproute2 g++ sslscan)
 
 # --npm-only: what running the product needs (the demo); the Debian packages are for the tests.
 if [ "${1:-}" = "--npm-only" ]; then DEBIAN_PACKAGES=(); fi

@@ -15,7 +15,7 @@ export interface TimingMeasurement {
   medianMicros: Record<string, number>;
 }
 
-/** One s_client probe of the custody port; each test fills in what it asserted. */
+/** One s_client probe or the sslscan scan of the custody port; each test fills in what it asserted. */
 export interface TlsObservation {
   /** A protocol version custody refused (the probe succeeded against a permissive control server). */
   refusedProtocol?: string;
@@ -23,6 +23,12 @@ export interface TlsObservation {
   acceptedSuites?: string[];
   /** The alert a handshake without a client certificate ended with. */
   withoutClientCertificate?: string;
+  /** Protocols sslscan found enabled on the custody port. */
+  sslscanEnabledProtocols?: string[];
+  /** "protocol suite" pairs sslscan found accepted. */
+  sslscanAcceptedSuites?: string[];
+  /** The client CAs custody's CertificateRequest named, as sslscan printed them. */
+  sslscanClientCas?: string[];
 }
 
 declare module "@vitest/runner" {
