@@ -61,6 +61,12 @@ function report(t: number, order: "forward" | "reverse" = "forward"): VitestRepo
       { title: "refuses -tls1_2", meta: { tls: { refusedProtocol: "-tls1_2" } } },
       { title: "suites", meta: { tls: { acceptedSuites: ["TLS_AES_256_GCM_SHA384"] } } },
       { title: "no cert", meta: { tls: { withoutClientCertificate: "alert certificate required" } } },
+      { title: "sslscan protocols", meta: { tls: { sslscanEnabledProtocols: ["TLSv1.3"] } } },
+      {
+        title: "sslscan suites",
+        meta: { tls: { sslscanAcceptedSuites: ["TLSv1.3 TLS_AES_256_GCM_SHA384"] } },
+      },
+      { title: "sslscan client CAs", meta: { tls: { sslscanClientCas: ["/CN=test CA"] } } },
     ]),
   ];
   return { testResults: order === "forward" ? files : files.reverse() };
@@ -143,11 +149,17 @@ describe("docs/assurance.md generator", () => {
     expect(recorded.tls).toMatchObject({
       refusedProtocols: ["-tls1_2"],
       withoutClientCertificate: "alert certificate required",
+      sslscan: {
+        enabledProtocols: ["TLSv1.3"],
+        acceptedSuites: ["TLSv1.3 TLS_AES_256_GCM_SHA384"],
+        clientCas: ["/CN=test CA"],
+      },
     });
     const doc = renderAssurance(inputs(report(0.1), { measurements: recorded }), controls);
     expect(doc).toContain("oaep/tag 2.50");
     expect(doc).not.toContain("oaep/tag 0.10");
     expect(doc).toContain("Last recorded on 2026-01-02 at 0123456789ab");
+    expect(doc).toContain("sslscan: protocols enabled `TLSv1.3`");
     expect(() => recordMeasurements(readReports([{ testResults: [] }]).cases, "d", "c")).toThrow(/--record/);
   });
 

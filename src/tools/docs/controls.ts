@@ -133,7 +133,7 @@ export const CONTROLS: readonly Control[] = [
   {
     id: "tls-posture",
     statement:
-      "openssl s_client against the custody port: TLS 1.0, 1.1 and 1.2 refused, TLS 1.3 with AEAD suites only, a handshake without a client certificate ends in the certificate-required alert",
+      "openssl s_client and sslscan against the custody port: SSLv2 to TLS 1.2 refused, TLS 1.3 with AEAD suites only, a client certificate from the custody CA requested, a handshake without one ends in the certificate-required alert",
     serves: "invariant 4; downgrade, weak suites, an anonymous client",
     tests: [t("src/custody/custody-tls.test.ts")],
   },

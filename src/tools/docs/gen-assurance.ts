@@ -80,6 +80,8 @@ export interface Measurements {
     refusedProtocols: string[];
     acceptedSuites: string[];
     withoutClientCertificate: string;
+    /** What sslscan found: enabled protocols, "protocol suite" pairs accepted, client CAs requested (absent from figures recorded before the scan existed). */
+    sslscan?: { enabledProtocols: string[]; acceptedSuites: string[]; clientCas: string[] };
   };
 }
 
@@ -284,8 +286,8 @@ function tlsSection(inputs: Inputs): string[] {
   const lines = [
     "## TLS scan of the custody port",
     "",
-    `\`${TLS_FILE}\` probes a running custody with \`openssl s_client\` (each refusal checked against a permissive`,
-    "control server, so it is custody's refusal and not the probe's).",
+    `\`${TLS_FILE}\` probes a running custody with \`openssl s_client\` and scans it with \`sslscan\` (each refusal`,
+    "checked against a permissive control server, so it is custody's refusal and not the probe's).",
     "",
     "| test | this run |",
     "|---|---|",
@@ -297,6 +299,13 @@ function tlsSection(inputs: Inputs): string[] {
       `Last recorded on ${recorded.date} at ${short(recorded.commit)}: protocols refused ${recorded.refusedProtocols.map((p) => `\`${p}\``).join(", ")};`,
       `TLS 1.3 suites accepted ${recorded.acceptedSuites.map((s) => `\`${s}\``).join(", ")} (all AEAD); without a client`,
       `certificate: \`${recorded.withoutClientCertificate}\`.`,
+      ...(recorded.sslscan
+        ? [
+            `sslscan: protocols enabled ${recorded.sslscan.enabledProtocols.map((p) => `\`${p}\``).join(", ")}; suites accepted`,
+            `${recorded.sslscan.acceptedSuites.map((s) => `\`${s}\``).join(", ")}; client certificate requested from`,
+            `${recorded.sslscan.clientCas.map((c) => `\`${c}\``).join(", ")}.`,
+          ]
+        : []),
       "",
     );
   } else {
@@ -346,11 +355,17 @@ export function recordMeasurements(cases: readonly TestCase[], date: string, com
   const refusedProtocols = tls.flatMap((o) => (o.refusedProtocol ? [o.refusedProtocol] : [])).sort();
   const acceptedSuites = tls.flatMap((o) => o.acceptedSuites ?? []);
   const withoutClientCertificate = tls.find((o) => o.withoutClientCertificate)?.withoutClientCertificate;
+  const enabledProtocols = tls.find((o) => o.sslscanEnabledProtocols)?.sslscanEnabledProtocols;
+  const scannedSuites = tls.find((o) => o.sslscanAcceptedSuites)?.sslscanAcceptedSuites;
+  const clientCas = tls.find((o) => o.sslscanClientCas)?.sslscanClientCas;
   if (
     Object.keys(timing).length === 0 ||
     refusedProtocols.length === 0 ||
     acceptedSuites.length === 0 ||
-    !withoutClientCertificate
+    !withoutClientCertificate ||
+    !enabledProtocols ||
+    !scannedSuites ||
+    !clientCas
   ) {
     throw new Error(
       `--record: the report lacks the figures of ${TIMING_FILE} or ${TLS_FILE}; run them first (npx vitest run ${TIMING_FILE} ${TLS_FILE} --reporter=json --outputFile.json=.tmp/measure.json, then --report .tmp/vitest.json --report .tmp/measure.json)`,
@@ -358,7 +373,14 @@ export function recordMeasurements(cases: readonly TestCase[], date: string, com
   }
   return {
     timing: { date, commit, tests: timing },
-    tls: { date, commit, refusedProtocols, acceptedSuites, withoutClientCertificate },
+    tls: {
+      date,
+      commit,
+      refusedProtocols,
+      acceptedSuites,
+      withoutClientCertificate,
+      sslscan: { enabledProtocols, acceptedSuites: scannedSuites, clientCas },
+    },
   };
 }
 
