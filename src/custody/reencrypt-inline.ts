@@ -58,6 +58,9 @@ export class InlineReencryptor implements ReencryptRunner {
   /** Nothing to start: the core's modules are loaded with the service. */
   async warmUp(): Promise<void> {}
 
+  /** Nothing to drop: a file-store key is used through the store's own unwrap, never copied here. */
+  keySetChanged(): void {}
+
   async run(job: ReencryptJob, key: Key): Promise<ReencryptResult> {
     if (this.closing || this.queued >= this.options.maxQueue) return overloaded();
     if (key.inProcess) return this.enqueue(job, key.unwrap);

@@ -90,6 +90,60 @@ describe("Reencryptor (worker pool)", () => {
     const { plaintext } = await compactDecrypt(next.ok ? next.jwe : "", knot.privateKey);
     expect(JSON.parse(new TextDecoder().decode(plaintext)).card.number).toBe("4242424242424242");
   });
+
+  it("a key-set reload makes every worker drop its copies of the older set at once, with no further call", async () => {
+    const workers = new Reencryptor({ workers: 2, maxQueue: 8 });
+    pool = workers;
+    await workers.warmUp();
+    const keyA = keyOf(dotva.privateKey, "in-process");
+    const copyOfA = `1:${keyA.info.fingerprint}`;
+    // Four concurrent calls: the least busy worker takes each, so both workers get a copy of A.
+    const results = await Promise.all(
+      (await Promise.all(Array.from({ length: 4 }, job))).map((j) => workers.run(j, keyA)),
+    );
+    expect(results.map(outcome)).toEqual(Array(4).fill("ok"));
+    expect(await workers.keyCopies()).toEqual([
+      { newestGeneration: 1, held: [copyOfA] },
+      { newestGeneration: 1, held: [copyOfA] },
+    ]);
+
+    // Generation 2 no longer has A, and no call comes after the reload.
+    workers.keySetChanged(2);
+    expect(await workers.keyCopies()).toEqual([
+      { newestGeneration: 2, held: [] },
+      { newestGeneration: 2, held: [] },
+    ]);
+  });
+
+  it("calls in flight across a reload finish on the older set, and leave no copy of it behind", async () => {
+    const workers = new Reencryptor({ workers: 1, maxQueue: 8 });
+    pool = workers;
+    await workers.warmUp();
+    const keyA = keyOf(dotva.privateKey, "in-process");
+    const jobs = await Promise.all(Array.from({ length: 6 }, job));
+    // Four reach the worker (three relying on the copy the first one brings), two wait in the pool's
+    // queue and are dispatched after the reload, when the worker has dropped the copy.
+    const calls = jobs.map((j) => workers.run(j, keyA));
+    workers.keySetChanged(2);
+    const results = await Promise.all(calls);
+    expect(results.map(outcome)).toEqual(Array(6).fill("ok"));
+    const last = results[5]!;
+    const { plaintext } = await compactDecrypt(last.ok ? last.jwe : "", knot.privateKey);
+    expect(JSON.parse(new TextDecoder().decode(plaintext)).card.number).toBe("4242424242424242");
+    expect(await workers.keyCopies()).toEqual([{ newestGeneration: 2, held: [] }]);
+  });
+
+  it("a worker that replaces a dead one after a reload does not keep a copy for a call of the older set", async () => {
+    const workers = new Reencryptor({ workers: 1, maxQueue: 8 });
+    pool = workers;
+    await workers.warmUp();
+    const keyA = keyOf(dotva.privateKey, "in-process");
+    workers.keySetChanged(2);
+    await workers.threads[0]!.terminate();
+    const result = await workers.run(await job(), keyA);
+    expect(outcome(result)).toBe("ok");
+    expect(await workers.keyCopies()).toEqual([{ newestGeneration: 2, held: [] }]);
+  });
 });
 
 /** Calls a runner holds besides its queue: the pool's tasks already in its workers' ports. */

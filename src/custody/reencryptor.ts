@@ -15,7 +15,8 @@
  *
  * The call's Key decides where the RSA operation runs. A key that lives in this process (Key.inProcess,
  * the file store) is unwrapped by the worker with its own copy (worker/worker-keys.ts), sent once per
- * worker and key-set generation. Any other key (a token's) is unwrapped here before dispatch, and only
+ * worker and key-set generation; every key-set reload (keySetChanged) tells each worker to drop its
+ * copies of older generations at once. Any other key (a token's) is unwrapped here before dispatch, and only
  * the 32-byte content key goes to the worker: real or random, the worker cannot tell, and the token
  * sees the same calls either way (the UnwrapKey contract).
  */
@@ -28,7 +29,15 @@ import type { ParsedJwe } from "../core/crypto/jwe-decrypt.js";
 import { InternalError, OverloadedError, toGrpcFailure } from "./errors.js";
 import type { Key } from "./keystore/key-store.js";
 import { InlineReencryptor } from "./reencrypt-inline.js";
-import { CONTENT_KEY_BYTES, type ReencryptResult, type WorkerReply, type WorkerTask } from "./worker/task.js";
+import {
+  CONTENT_KEY_BYTES,
+  type KeyCopyStats,
+  type ReencryptResult,
+  type WorkerControl,
+  type WorkerReply,
+  type WorkerStatsReply,
+  type WorkerTask,
+} from "./worker/task.js";
 
 export type { ReencryptResult } from "./worker/task.js";
 
@@ -57,6 +66,12 @@ export interface ReencryptRunner {
   warmUp(): Promise<void>;
   /** Resolves with the result or a failure; rejects only on a bug. */
   run(job: ReencryptJob, key: Key): Promise<ReencryptResult>;
+  /**
+   * The key store loaded `generation`: copies of keys of older sets are dropped now (the pool's workers
+   * hold some; inline mode holds none, it unwraps with the store's own key). Calls already running on an
+   * older set still finish.
+   */
+  keySetChanged(generation: number): void;
   /** Lets the accepted jobs finish, then refuses new ones and releases the threads. */
   close(): Promise<void>;
 }
@@ -87,6 +102,8 @@ type Queued = { readonly task: Omit<WorkerTask, "key">; readonly carry: Carry; r
 interface Slot {
   readonly worker: Worker;
   readonly inFlight: Map<number, Pending>;
+  /** key-stats requests awaiting the worker's answer; not tasks, so not counted as load. */
+  readonly statsPending: Map<number, (stats: KeyCopyStats) => void>;
   /** Mirror of the worker's key copies (worker-keys.ts): which keys it holds, for its newest generation. */
   readonly held: Set<string>;
   newestGeneration: number;
@@ -114,6 +131,8 @@ export class Reencryptor implements ReencryptRunner {
   private readonly queue: Queued[] = [];
   private readonly entry = workerEntry();
   private nextId = 1;
+  /** The newest key-set generation announced by keySetChanged; a replacement worker starts from it. */
+  private keyGeneration = 0;
   private closing = false;
   private drained: (() => void) | undefined;
 
@@ -194,6 +213,29 @@ export class Reencryptor implements ReencryptRunner {
     return this.submit(job, packed, () => UNWRAPPED);
   }
 
+  keySetChanged(generation: number): void {
+    if (generation <= this.keyGeneration) return;
+    this.keyGeneration = generation;
+    for (const slot of this.slots) this.dropOlder(slot);
+  }
+
+  /**
+   * Which key copies each worker holds, by name only: for tests and diagnostics, never key material.
+   * Sent on the task port, so it answers after every message posted before it.
+   */
+  keyCopies(): Promise<KeyCopyStats[]> {
+    return Promise.all(
+      this.slots.map(
+        (slot) =>
+          new Promise<KeyCopyStats>((resolve) => {
+            const id = this.nextId++;
+            slot.statsPending.set(id, resolve);
+            slot.worker.postMessage({ control: "key-stats", id } satisfies WorkerControl);
+          }),
+      ),
+    );
+  }
+
   /** Waits for the tasks already accepted, then stops the workers. */
   async close(): Promise<void> {
     this.closing = true;
@@ -238,6 +280,21 @@ export class Reencryptor implements ReencryptRunner {
     });
   }
 
+  /**
+   * Tasks already posted to the worker keep their order before this message, so those that rely on a
+   * copy still find it; a later task of an older generation carries its key again, since the mirror is
+   * cleared here.
+   */
+  private dropOlder(slot: Slot): void {
+    if (this.keyGeneration <= slot.newestGeneration) return;
+    slot.newestGeneration = this.keyGeneration;
+    slot.held.clear();
+    slot.worker.postMessage({
+      control: "drop-older",
+      generation: this.keyGeneration,
+    } satisfies WorkerControl);
+  }
+
   private send(slot: Slot, task: WorkerTask, pending: Pending): void {
     slot.inFlight.set(task.id, pending);
     slot.worker.postMessage(task, [task.bytes]);
@@ -255,12 +312,26 @@ export class Reencryptor implements ReencryptRunner {
 
   private spawn(): Slot {
     const worker = new Worker(this.entry.filename, { execArgv: this.entry.execArgv });
-    const slot: Slot = { worker, inFlight: new Map(), held: new Set(), newestGeneration: 0 };
-    worker.on("message", (reply: WorkerReply) => {
+    const slot: Slot = {
+      worker,
+      inFlight: new Map(),
+      statsPending: new Map(),
+      held: new Set(),
+      newestGeneration: 0,
+    };
+    // A replacement must not cache a key of a set older than the last reload for a call still queued.
+    this.dropOlder(slot);
+    worker.on("message", (reply: WorkerReply | WorkerStatsReply) => {
       const pending = slot.inFlight.get(reply.id);
-      if (!pending) return;
+      if (!pending) {
+        if ("stats" in reply) {
+          slot.statsPending.get(reply.id)?.(reply.stats);
+          slot.statsPending.delete(reply.id);
+        }
+        return;
+      }
       slot.inFlight.delete(reply.id);
-      pending.resolve(reply);
+      pending.resolve(reply as WorkerReply);
       this.pump();
     });
     // An uncaught error ends the worker; 'exit' follows and fails its calls.
@@ -273,6 +344,9 @@ export class Reencryptor implements ReencryptRunner {
       const internalKind = `WorkerExited(${slot.lastError ?? "terminated"})`;
       const lost = [...slot.inFlight.values()];
       slot.inFlight.clear();
+      // A dead worker holds no copies.
+      for (const resolve of slot.statsPending.values()) resolve({ newestGeneration: 0, held: [] });
+      slot.statsPending.clear();
       this.slots[this.slots.indexOf(slot)] = this.spawn();
       for (const pending of lost) pending.resolve({ ok: false, failure, internalKind });
       this.pump();

@@ -230,6 +230,8 @@ export async function startCustody(
     const before = keySnapshot(keys.list());
     try {
       const result = await keys.reload();
+      // Now, not when the next call comes: a key the reload removed leaves the workers' memory.
+      reencryptor.keySetChanged(result.generation);
       trail.record("key_reload", {
         accepted: true,
         generation: result.generation,

@@ -9,8 +9,16 @@ import { JWE_ALG, JWE_ENC, type ParsedJwe, type UnwrapKey } from "../../core/cry
 import { cachedKnotJwkParser } from "../../core/crypto/knot-jwk.js";
 import { reencryptForKnot } from "../../core/reencrypt.js";
 import { DeadlineExceededError, toGrpcFailure } from "../errors.js";
-import { CONTENT_KEY_BYTES, type ReencryptResult, type WorkerReply, type WorkerTask } from "./task.js";
-import { inProcessUnwrap, unwrappedKey } from "./worker-keys.js";
+import {
+  CONTENT_KEY_BYTES,
+  type ReencryptResult,
+  type WorkerControl,
+  type WorkerMessage,
+  type WorkerReply,
+  type WorkerStatsReply,
+  type WorkerTask,
+} from "./task.js";
+import { dropOlderThan, heldCopies, inProcessUnwrap, unwrappedKey } from "./worker-keys.js";
 
 /**
  * No stack trace ever leaves this thread (a failure is reported by its class name only), and Node 24's
@@ -79,6 +87,13 @@ async function reencrypt(task: WorkerTask): Promise<ReencryptResult> {
 
 const port = parentPort;
 if (!port) throw new Error("reencrypt-worker runs only as a worker thread");
-port.on("message", (task: WorkerTask) => {
-  void reencrypt(task).then((result) => port.postMessage({ id: task.id, ...result } satisfies WorkerReply));
+const control = (message: WorkerControl): void => {
+  if (message.control === "drop-older") dropOlderThan(message.generation);
+  else port.postMessage({ id: message.id, stats: heldCopies() } satisfies WorkerStatsReply);
+};
+port.on("message", (message: WorkerMessage) => {
+  if ("control" in message) return control(message);
+  void reencrypt(message).then((result) =>
+    port.postMessage({ id: message.id, ...result } satisfies WorkerReply),
+  );
 });

@@ -58,3 +58,24 @@ export type ReencryptResult =
     };
 
 export type WorkerReply = { readonly id: number } & ReencryptResult;
+
+/**
+ * Messages from the pool that are no re-encryption, on the same port so that they keep their order with
+ * the tasks: a task sent before a drop still finds the copy it relies on.
+ *   - drop-older: a key-set reload made `generation` current; the worker drops every copy of an older
+ *     generation now, instead of when the first task of the new generation arrives.
+ *   - key-stats: the worker answers which copies it holds, by name only (KeyCopyStats).
+ */
+export type WorkerControl =
+  | { readonly control: "drop-older"; readonly generation: number }
+  | { readonly control: "key-stats"; readonly id: number };
+
+export type WorkerMessage = WorkerTask | WorkerControl;
+
+/** The key copies one worker holds: `generation:fingerprint` names, never key material. */
+export interface KeyCopyStats {
+  readonly newestGeneration: number;
+  readonly held: readonly string[];
+}
+
+export type WorkerStatsReply = { readonly id: number; readonly stats: KeyCopyStats };
