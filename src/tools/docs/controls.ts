@@ -461,6 +461,17 @@ export const CONTROLS: readonly Control[] = [
     tests: [t("src/custody/keystore/file/file-key-store.test.ts", "parses every PEM from the Buffer")],
   },
   {
+    id: "worker-copies-dropped",
+    statement:
+      "Every key-set reload makes each worker drop its file-store key copies of older generations at once; calls in flight on the older set still finish",
+    serves: "invariants 7 and 9; a key removed by a reload left in worker memory until the next call",
+    tests: [
+      t("src/custody/reencryptor.test.ts", "a key-set reload makes every worker drop its copies"),
+      t("src/custody/reencryptor.test.ts", "calls in flight across a reload finish on the older set"),
+      t("src/custody/reencryptor.test.ts", "a worker that replaces a dead one after a reload"),
+    ],
+  },
+  {
     id: "pin-from-file",
     statement:
       "PKCS#11 PIN from a 0600 file only in production, its Buffer zeroed after C_Login; env: refused",
