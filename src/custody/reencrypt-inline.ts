@@ -16,10 +16,10 @@
  */
 import type { UnwrapKey } from "../core/crypto/jwe-decrypt.js";
 import { cachedKnotJwkParser } from "../core/crypto/knot-jwk.js";
-import { reencryptForKnot } from "../core/reencrypt.js";
-import { DeadlineExceededError, OverloadedError, toGrpcFailure } from "./errors.js";
+import { OverloadedError, toGrpcFailure } from "./errors.js";
 import type { Key } from "./keystore/key-store.js";
 import type { ReencryptJob, ReencryptRunner } from "./reencryptor.js";
+import { runReencryption } from "./worker/run-reencryption.js";
 import type { ReencryptResult } from "./worker/task.js";
 
 /**
@@ -127,20 +127,7 @@ export class InlineReencryptor implements ReencryptRunner {
 
   private async reencrypt({ job, unwrap, cek }: Ready): Promise<ReencryptResult> {
     try {
-      if (Date.now() > job.deadline)
-        throw new DeadlineExceededError("the deadline passed while the call was queued");
-      const out = await reencryptForKnot({
-        jwe: job.jwe,
-        unwrap,
-        recipient: this.recipientFor(job.knotJwk),
-        user: job.user,
-        now: new Date(job.now),
-      });
-      return { ok: true, jwe: out.jwe, cardLast4: out.cardLast4, cardBin: out.cardBin };
-    } catch (err) {
-      const failure = toGrpcFailure(err);
-      if (failure.code !== "INTERNAL") return { ok: false, failure };
-      return { ok: false, failure, internalKind: err instanceof Error ? err.name : typeof err };
+      return await runReencryption(job, this.recipientFor, () => ({ jwe: job.jwe, unwrap }));
     } finally {
       // decryptJwe overwrites the content key it used; this covers the job that never reached it.
       cek?.fill(0);

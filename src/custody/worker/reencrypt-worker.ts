@@ -5,10 +5,9 @@
  */
 import { parentPort } from "node:worker_threads";
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from "../../core/crypto/aes-gcm.js";
-import { JWE_ALG, JWE_ENC, type ParsedJwe, type UnwrapKey } from "../../core/crypto/jwe-decrypt.js";
+import { JWE_ALG, JWE_ENC, type ParsedJwe } from "../../core/crypto/jwe-decrypt.js";
 import { cachedKnotJwkParser } from "../../core/crypto/knot-jwk.js";
-import { reencryptForKnot } from "../../core/reencrypt.js";
-import { DeadlineExceededError, toGrpcFailure } from "../errors.js";
+import { runReencryption } from "./run-reencryption.js";
 import {
   CONTENT_KEY_BYTES,
   type ReencryptResult,
@@ -54,31 +53,16 @@ function unpack(task: WorkerTask, offset: number): ParsedJwe {
 
 async function reencrypt(task: WorkerTask): Promise<ReencryptResult> {
   try {
-    if (Date.now() > task.deadline)
-      throw new DeadlineExceededError("the deadline passed while the call was queued");
-    const key = task.key;
-    if (!key) throw new Error("a re-encryption task arrived without its key");
-    let unwrap: UnwrapKey;
-    let jwe: ParsedJwe;
-    if (key.kind === "in-process") {
-      unwrap = inProcessUnwrap(key);
-      jwe = unpack(task, 0);
-    } else {
-      unwrap = unwrappedKey(Buffer.from(task.bytes, 0, CONTENT_KEY_BYTES));
-      jwe = unpack(task, CONTENT_KEY_BYTES);
-    }
-    const out = await reencryptForKnot({
-      jwe,
-      unwrap,
-      recipient: recipientFor(task.knotJwk),
-      user: task.user,
-      now: new Date(task.now),
+    return await runReencryption(task, recipientFor, () => {
+      const key = task.key;
+      if (!key) throw new Error("a re-encryption task arrived without its key");
+      return key.kind === "in-process"
+        ? { unwrap: inProcessUnwrap(key), jwe: unpack(task, 0) }
+        : {
+            unwrap: unwrappedKey(Buffer.from(task.bytes, 0, CONTENT_KEY_BYTES)),
+            jwe: unpack(task, CONTENT_KEY_BYTES),
+          };
     });
-    return { ok: true, jwe: out.jwe, cardLast4: out.cardLast4, cardBin: out.cardBin };
-  } catch (err) {
-    const failure = toGrpcFailure(err);
-    if (failure.code !== "INTERNAL") return { ok: false, failure };
-    return { ok: false, failure, internalKind: err instanceof Error ? err.name : typeof err };
   } finally {
     // A content key the main thread unwrapped is overwritten even when the job never reached decryption.
     if (task.key?.kind === "unwrapped") new Uint8Array(task.bytes, 0, CONTENT_KEY_BYTES).fill(0);
