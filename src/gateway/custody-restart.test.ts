@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeDevPki } from "../tools/dev-pki.js";
-import { dotvaPublicKeyPem, freePort, type Proc, portOpen, startTs, waitUntil } from "../tools/processes.js";
+import { dotvaPublicKeyPem, freePort, type Proc, startCustodyProcess } from "../tools/processes.js";
 import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { expiryFromNow } from "../tools/testing/expiry.js";
 import {
@@ -36,26 +36,14 @@ let knot: KnotSimulator;
 let gw: RunningGateway;
 let address: string;
 
-/**
- * Custody on a fixed address, so the restarted process is where the gateway's channel looks (the
- * environment of src/tools/processes.ts startCustodyProcess, which picks a new port each time).
- */
+/** Custody on a fixed address, so the restarted process is where the gateway's channel looks. */
 async function startCustody(port: number): Promise<Proc> {
-  const proc = startTs("src/custody/main.ts", {
+  const { proc } = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()], {
     CUSTODY_LISTEN: `127.0.0.1:${port}`,
-    CUSTODY_TLS_CERT: pki.server.cert,
-    CUSTODY_TLS_KEY: pki.server.key,
-    CUSTODY_TLS_CLIENT_CA: pki.caCert,
-    CUSTODY_ALLOW_REENCRYPT: "uri:spiffe://card-custody.dev/gateway",
-    CUSTODY_KEY_DIR: pki.dotvaKeyDir,
-    CUSTODY_RECIPIENT_PINS: readFileSync(pki.knotThumbprint, "utf8").trim(),
-    CUSTODY_WORKERS: "2",
-    CUSTODY_LOG_LEVEL: "warn",
     // The same audit chain across the restart, as on a real host's volume.
     CUSTODY_AUDIT_FILE: join(tmp, "custody-audit.jsonl"),
   });
   procs.push(proc);
-  await waitUntil("custody", () => portOpen(port), proc);
   return proc;
 }
 

@@ -98,14 +98,19 @@ export function dotvaPublicKeyPem(dir: string): string {
     .toString();
 }
 
+/**
+ * Custody on a free loopback port, or on `extra.CUSTODY_LISTEN` (`127.0.0.1:<port>`) when a caller must
+ * find it at the same address again, e.g. after a restart.
+ */
 export async function startCustodyProcess(
   pki: PkiLike,
   recipientPins: string[],
   extra: Record<string, string> = {},
 ): Promise<{ proc: Proc; address: string }> {
-  const port = await freePort();
+  const address = extra.CUSTODY_LISTEN ?? `127.0.0.1:${await freePort()}`;
+  const port = Number(address.slice(address.lastIndexOf(":") + 1));
   const proc = startTs("src/custody/main.ts", {
-    CUSTODY_LISTEN: `127.0.0.1:${port}`,
+    CUSTODY_LISTEN: address,
     CUSTODY_TLS_CERT: pki.server.cert,
     CUSTODY_TLS_KEY: pki.server.key,
     CUSTODY_TLS_CLIENT_CA: pki.caCert,
@@ -118,7 +123,7 @@ export async function startCustodyProcess(
     ...extra,
   });
   await waitUntil("custody", () => portOpen(port), proc);
-  return { proc, address: `127.0.0.1:${port}` };
+  return { proc, address };
 }
 
 /**
