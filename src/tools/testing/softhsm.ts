@@ -5,10 +5,13 @@
  * is not).
  */
 import { execFileSync } from "node:child_process";
+import { constants, createPublicKey, publicEncrypt } from "node:crypto";
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Pkcs11StoreConfigInput } from "../../custody/keystore/pkcs11/config.js";
+import type { CanonicalFingerprint } from "../../core/crypto/fingerprint.js";
+import { type Pkcs11StoreConfigInput, parsePkcs11Config } from "../../custody/keystore/pkcs11/config.js";
+import { Pkcs11KeyStore } from "../../custody/keystore/pkcs11/pkcs11-key-store.js";
 
 export const SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so";
 
@@ -84,4 +87,39 @@ export function createTestToken(label = "custody-test"): TestToken {
     restore: () => renameSync(`${tokenDir}.hidden`, tokenDir),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+export interface StoreOnOneKey {
+  readonly store: Pkcs11KeyStore;
+  readonly fingerprint: CanonicalFingerprint;
+  /** `cek` encrypted RSA-OAEP-256 to the key, as Dotva wraps a content key. */
+  readonly ciphertext: Buffer;
+  /** Every change of the store's health signal, in order. */
+  readonly health: boolean[];
+}
+
+/**
+ * A store over `token` after pkcs11-tool generated one key pair in it, with a content key wrapped to that
+ * key: the set-up of the store's fault and overload tests.
+ */
+export async function openStoreOnNewKey(
+  token: TestToken,
+  key: { readonly label: string; readonly idHex: string },
+  config: Partial<Pkcs11StoreConfigInput>,
+  cek: Buffer,
+): Promise<StoreOnOneKey> {
+  token.generateWithPkcs11Tool(key.label, key.idHex);
+  const store = await Pkcs11KeyStore.open(parsePkcs11Config(token.config(config)));
+  const health: boolean[] = [];
+  store.health.onChange((up) => health.push(up));
+  const only = store.list()[0]!;
+  const ciphertext = publicEncrypt(
+    {
+      key: createPublicKey({ key: only.spki, format: "der", type: "spki" }),
+      padding: constants.RSA_PKCS1_OAEP_PADDING,
+      oaepHash: "sha256",
+    },
+    cek,
+  );
+  return { store, fingerprint: only.fingerprint, ciphertext, health };
 }

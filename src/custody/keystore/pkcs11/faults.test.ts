@@ -6,14 +6,12 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { constants, createPublicKey, publicEncrypt } from "node:crypto";
 import pkcs11js from "pkcs11js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { CanonicalFingerprint } from "../../../core/crypto/fingerprint.js";
-import { createTestToken, SOFTHSM_MODULE } from "../../../tools/testing/softhsm.js";
+import { createTestToken, openStoreOnNewKey, SOFTHSM_MODULE } from "../../../tools/testing/softhsm.js";
 import { KeyStoreUnavailableError } from "../errors.js";
-import { parsePkcs11Config } from "./config.js";
-import { Pkcs11KeyStore } from "./pkcs11-key-store.js";
+import type { Pkcs11KeyStore } from "./pkcs11-key-store.js";
 
 // A wedged token (an HSM that stops answering, a network HSM behind a dead link) cannot be made with
 // SoftHSM2, so the store's one native decrypt call can be held back until the test lets it go; while
@@ -39,26 +37,15 @@ let store: Pkcs11KeyStore;
 let fingerprint: CanonicalFingerprint;
 let ciphertext: Buffer;
 const CEK = Buffer.alloc(32, 0x5a);
-const health: boolean[] = [];
+let health: boolean[];
 
 beforeAll(async () => {
-  token.generateWithPkcs11Tool("dotva-faults", "0a");
-  store = await Pkcs11KeyStore.open(
-    parsePkcs11Config(
-      token.config({ sessions: 2, operationTimeoutMs: DEADLINE_MS, healthCheckIntervalMs: 100 }),
-    ),
-  );
-  store.health.onChange((up) => health.push(up));
-  const key = store.list()[0]!;
-  fingerprint = key.fingerprint;
-  ciphertext = publicEncrypt(
-    {
-      key: createPublicKey({ key: key.spki, format: "der", type: "spki" }),
-      padding: constants.RSA_PKCS1_OAEP_PADDING,
-      oaepHash: "sha256",
-    },
+  ({ store, fingerprint, ciphertext, health } = await openStoreOnNewKey(
+    token,
+    { label: "dotva-faults", idHex: "0a" },
+    { sessions: 2, operationTimeoutMs: DEADLINE_MS, healthCheckIntervalMs: 100 },
     CEK,
-  );
+  ));
 });
 
 afterAll(async () => {

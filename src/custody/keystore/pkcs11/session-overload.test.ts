@@ -6,15 +6,13 @@
  * again once the burst is over. It used to count such a wait as a token failure.
  */
 
-import { constants, createPublicKey, publicEncrypt } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { CanonicalFingerprint } from "../../../core/crypto/fingerprint.js";
-import { createTestToken } from "../../../tools/testing/softhsm.js";
+import { createTestToken, openStoreOnNewKey } from "../../../tools/testing/softhsm.js";
 import { toGrpcFailure } from "../../errors.js";
 import { KeyStoreOverloadedError, KeyStoreUnavailableError } from "../errors.js";
-import { parsePkcs11Config } from "./config.js";
-import { Pkcs11KeyStore } from "./pkcs11-key-store.js";
+import type { Pkcs11KeyStore } from "./pkcs11-key-store.js";
 import { SessionPool } from "./session-pool.js";
 
 // SoftHSM2 answers in about a millisecond; a token working at capacity is played by delaying the
@@ -40,26 +38,15 @@ let store: Pkcs11KeyStore;
 let fingerprint: CanonicalFingerprint;
 let ciphertext: Buffer;
 const CEK = Buffer.alloc(32, 0x3c);
-const health: boolean[] = [];
+let health: boolean[];
 
 beforeAll(async () => {
-  token.generateWithPkcs11Tool("dotva-overload", "0b");
-  store = await Pkcs11KeyStore.open(
-    parsePkcs11Config(
-      token.config({ sessions: 1, operationTimeoutMs: TIMEOUT_MS, healthCheckIntervalMs: 100 }),
-    ),
-  );
-  store.health.onChange((up) => health.push(up));
-  const key = store.list()[0]!;
-  fingerprint = key.fingerprint;
-  ciphertext = publicEncrypt(
-    {
-      key: createPublicKey({ key: key.spki, format: "der", type: "spki" }),
-      padding: constants.RSA_PKCS1_OAEP_PADDING,
-      oaepHash: "sha256",
-    },
+  ({ store, fingerprint, ciphertext, health } = await openStoreOnNewKey(
+    token,
+    { label: "dotva-overload", idHex: "0b" },
+    { sessions: 1, operationTimeoutMs: TIMEOUT_MS, healthCheckIntervalMs: 100 },
     CEK,
-  );
+  ));
 });
 
 afterAll(async () => {
