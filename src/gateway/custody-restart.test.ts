@@ -11,8 +11,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeDevPki } from "../tools/dev-pki.js";
-import { dotvaPublicKeyPem, freePort, type Proc, startCustodyProcess } from "../tools/processes.js";
-import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
+import {
+  dotvaPublicKeyPem,
+  freePort,
+  type Proc,
+  startCustodyProcess,
+  startDevKnot,
+} from "../tools/processes.js";
+import { authenticatedEvent, type KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { expiryFromNow } from "../tools/testing/expiry.js";
 import {
   dotvaDelivery,
@@ -48,13 +54,7 @@ async function startCustody(port: number): Promise<Proc> {
 }
 
 beforeAll(async () => {
-  knot = new KnotSimulator({
-    clientId: KNOT_CLIENT_ID,
-    secret: KNOT_SECRET,
-    privateKeyPem: readFileSync(pki.knotPrivateKey, "utf8"),
-    kid: "knot-dev",
-  });
-  await knot.start();
+  knot = await startDevKnot(pki, KNOT_CLIENT_ID, KNOT_SECRET);
   const port = await freePort();
   address = `127.0.0.1:${port}`;
   await startCustody(port);

@@ -14,11 +14,12 @@ import {
   dotvaPublicKeyPem,
   type Proc,
   startCustodyProcess,
+  startDevKnot,
   startGatewayProcess,
   startTs,
 } from "../tools/processes.js";
 import { DotvaSimulator, TEST_PANS } from "../tools/simulators/dotva-simulator.js";
-import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
+import { authenticatedEvent, type KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { expiryFromNow } from "../tools/testing/expiry.js";
 import {
   bindCard,
@@ -87,13 +88,7 @@ async function gateway(extra: Record<string, string> = {}, storage = {}) {
 }
 
 beforeAll(async () => {
-  knot = new KnotSimulator({
-    clientId: KNOT_CLIENT_ID,
-    secret: KNOT_SECRET,
-    privateKeyPem: readFileSync(pki.knotPrivateKey, "utf8"),
-    kid: "knot-dev",
-  });
-  await knot.start();
+  knot = await startDevKnot(pki, KNOT_CLIENT_ID, KNOT_SECRET);
   custody = await startCustodyProcess(pki, pins);
   procs.push(custody.proc);
   dotva = new DotvaSimulator(dotvaPublicKeyPem(pki.dotvaKeyDir), {

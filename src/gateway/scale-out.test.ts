@@ -14,10 +14,11 @@ import {
   dotvaPublicKeyPem,
   type Proc,
   startCustodyProcess,
+  startDevKnot,
   startGatewayProcess,
 } from "../tools/processes.js";
 import { DotvaSimulator, TEST_PANS } from "../tools/simulators/dotva-simulator.js";
-import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
+import { authenticatedEvent, type KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { expiryFromNow } from "../tools/testing/expiry.js";
 import {
   bindCard,
@@ -50,13 +51,7 @@ const okCalls = (p: Proc) =>
     .filter((line) => line.includes('"audit":"ReencryptForKnot"') && line.includes('"outcome":"OK"')).length;
 
 beforeAll(async () => {
-  knot = new KnotSimulator({
-    clientId: KNOT_CLIENT_ID,
-    secret: KNOT_SECRET,
-    privateKeyPem: readFileSync(pki.knotPrivateKey, "utf8"),
-    kid: "knot-dev",
-  });
-  await knot.start();
+  knot = await startDevKnot(pki, KNOT_CLIENT_ID, KNOT_SECRET);
   const pins = [readFileSync(pki.knotThumbprint, "utf8").trim()];
   [custodyA, custodyB] = await Promise.all([
     startCustodyProcess(pki, pins, { CUSTODY_LOG_LEVEL: "info" }),

@@ -15,10 +15,11 @@ import {
   localGatewayEnv,
   type Proc,
   startCustodyProcess,
+  startDevKnot,
   startGatewayProcess,
 } from "./processes.js";
 import { DotvaSimulator, TEST_PANS } from "./simulators/dotva-simulator.js";
-import { authenticatedEvent, KnotSimulator } from "./simulators/knot-simulator.js";
+import { authenticatedEvent, type KnotSimulator } from "./simulators/knot-simulator.js";
 import { SAMPLE_CARDHOLDER } from "./simulators/sample-cardholder.js";
 
 const step = (n: number, text: string) => console.log(`[${n}] ${text}`);
@@ -32,13 +33,7 @@ async function main(): Promise<boolean> {
   step(1, `dev PKI and Dotva key ready in ${pki.dir}`);
 
   const knotSecret = secret();
-  knot = new KnotSimulator({
-    clientId: "demo-client",
-    secret: knotSecret,
-    privateKeyPem: readFileSync(pki.knotPrivateKey, "utf8"),
-    kid: "knot-dev",
-  });
-  await knot.start();
+  knot = await startDevKnot(pki, "demo-client", knotSecret);
   step(2, `Knot simulator on ${knot.url} (serves /jwe/key, decrypts and checks POST /card)`);
 
   const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()], {

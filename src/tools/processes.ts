@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULTS as GATEWAY_DEFAULTS } from "../gateway/config.js";
+import { KnotSimulator } from "./simulators/knot-simulator.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -96,6 +97,25 @@ export function dotvaPublicKeyPem(dir: string): string {
   return createPublicKey(readFileSync(join(dir, pem)))
     .export({ type: "spki", format: "pem" })
     .toString();
+}
+
+/**
+ * The Knot simulator serving the dev PKI's Knot key as kid `knot-dev` (the key custody's recipient pins
+ * name), started on a free port.
+ */
+export async function startDevKnot(
+  pki: { readonly knotPrivateKey: string },
+  clientId: string,
+  secret: string,
+): Promise<KnotSimulator> {
+  const knot = new KnotSimulator({
+    clientId,
+    secret,
+    privateKeyPem: readFileSync(pki.knotPrivateKey, "utf8"),
+    kid: "knot-dev",
+  });
+  await knot.start();
+  return knot;
 }
 
 /**

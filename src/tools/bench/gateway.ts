@@ -27,12 +27,13 @@ import {
   localGatewayEnv,
   type Proc,
   startCustodyProcess,
+  startDevKnot,
   startGatewayProcess,
   startTs,
   waitUntil,
 } from "../processes.js";
 import { DotvaSimulator, TEST_PANS } from "../simulators/dotva-simulator.js";
-import { authenticatedEvent, KnotSimulator } from "../simulators/knot-simulator.js";
+import { authenticatedEvent } from "../simulators/knot-simulator.js";
 import { SAMPLE_CARDHOLDER } from "../simulators/sample-cardholder.js";
 import { closedLoop } from "./http-load.js";
 import { processCpuMicros } from "./proc-cpu.js";
@@ -53,13 +54,7 @@ const pct = (sorted: number[], p: number) =>
 async function main() {
   const pki = makeDevPki(fileURLToPath(new URL("../../../keys/dev/", import.meta.url)));
   const knotSecret = secret();
-  const knot = new KnotSimulator({
-    clientId: "bench",
-    secret: knotSecret,
-    privateKeyPem: readFileSync(pki.knotPrivateKey, "utf8"),
-    kid: "knot-dev",
-  });
-  await knot.start();
+  const knot = await startDevKnot(pki, "bench", knotSecret);
   const custodyMetricsPort = await freePort();
   const custody = await startCustodyProcess(pki, [readFileSync(pki.knotThumbprint, "utf8").trim()], {
     CUSTODY_METRICS_LISTEN: `127.0.0.1:${custodyMetricsPort}`,

@@ -5,11 +5,10 @@
  * leave: statuses, the job's state, and whether Knot decrypted exactly the card Dotva sent.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
 import type { DevPki } from "../dev-pki.js";
-import { dotvaPublicKeyPem, localGatewayEnv } from "../processes.js";
+import { dotvaPublicKeyPem, localGatewayEnv, startDevKnot } from "../processes.js";
 import { DotvaSimulator, TEST_PANS } from "../simulators/dotva-simulator.js";
-import { authenticatedEvent, KnotSimulator } from "../simulators/knot-simulator.js";
+import { authenticatedEvent, type KnotSimulator } from "../simulators/knot-simulator.js";
 import { SAMPLE_CARDHOLDER } from "../simulators/sample-cardholder.js";
 
 const secret = () => randomBytes(24).toString("base64url");
@@ -24,13 +23,7 @@ export interface Parties {
 
 export async function startParties(pki: DevPki): Promise<Parties> {
   const knotSecret = secret();
-  const knot = new KnotSimulator({
-    clientId: "deploy-client",
-    secret: knotSecret,
-    privateKeyPem: readFileSync(pki.knotPrivateKey, "utf8"),
-    kid: "knot-dev",
-  });
-  await knot.start();
+  const knot = await startDevKnot(pki, "deploy-client", knotSecret);
   return {
     pki,
     knot,

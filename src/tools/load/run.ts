@@ -33,12 +33,13 @@ import {
   localGatewayEnv,
   type Proc,
   startCustodyProcess,
+  startDevKnot,
   startGatewayProcess,
   startTs,
   waitUntil,
 } from "../processes.js";
 import { DotvaSimulator, TEST_PANS } from "../simulators/dotva-simulator.js";
-import { authenticatedEvent, KnotSimulator } from "../simulators/knot-simulator.js";
+import { authenticatedEvent } from "../simulators/knot-simulator.js";
 import { SAMPLE_CARDHOLDER } from "../simulators/sample-cardholder.js";
 import { expiryFromNow } from "../testing/expiry.js";
 import type { BurstConfig, CustodyBurstResult, GatewayBurstResult } from "./burst.js";
@@ -163,13 +164,7 @@ async function run(
 
   // --- the partners and the two services -------------------------------------------------------------
   const knotSecret = secret();
-  const knot = new KnotSimulator({
-    clientId: "load",
-    secret: knotSecret,
-    privateKeyPem: readFileSync(pki.knotPrivateKey, "utf8"),
-    kid: "knot-dev",
-  });
-  await knot.start();
+  const knot = await startDevKnot(pki, "load", knotSecret);
   closers.push(() => knot.close());
   // Production's log level, so the audit line per call and the request logs are part of the load.
   // Each service with the heap and allocator bounds its manifest gives it (V8 would otherwise size its
