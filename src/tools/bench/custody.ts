@@ -16,8 +16,15 @@
  *     inline mode is deployed), reached through one channel that balances round_robin over their
  *     addresses, as the gateway's custody client does; their CPU is summed;
  *   - PKCS#11 store only: the bare pkcs11js loop's CPU per op on the same SoftHSM2 token
- *     (pkcs11_bare_cpu_us_per_op).
- * A server's CPU is utime + stime of its process from /proc/<pid>/stat (all threads: gRPC main thread,
+ *     (pkcs11_bare_cpu_us_per_op);
+ *   - file store only, the core floor (core_floor_cpu_us_per_call): the echo server running the
+ *     re-encryption core inline for each call and nothing else custody does (echo-server.ts,
+ *     ECHO_CORE_KEY), driven the same way. What any custody on grpc-js and node:crypto spends at least:
+ *     core_floor_efficiency, (rsa_us_per_op + echo_cpu_us_per_call) over it, is the highest
+ *     custody_cpu_efficiency this stack reaches here, and custody_vs_core_floor, it over custody's CPU,
+ *     is what custody's checks, audit line, limits and scheduling leave (1 = they cost nothing).
+ * Every server runs under custody's production heap and arena bounds (NODE_OPTIONS and MALLOC_ARENA_MAX
+ * from deploy/kubernetes/custody.yaml). A server's CPU is utime + stime of its process from /proc/<pid>/stat (all threads: gRPC main thread,
  * re-encryption workers, the token library) over the window from the first call sent to the last answer,
  * divided by the calls completed in it. Then:
  *     custody_cpu_efficiency = (rsa_us_per_op + echo_cpu_us_per_call) / custody_cpu_us_per_call
@@ -43,6 +50,7 @@ import { loadCustodyProto, loadHealthProto } from "../../contract/proto.js";
 import { fingerprintForms } from "../../core/crypto/fingerprint.js";
 import { CUSTODY_SERVICE_CONFIG } from "../../gateway/custody-client.js";
 import { GATEWAY_SPIFFE, makeDevPki } from "../dev-pki.js";
+import { manifestMemoryEnv } from "../load/manifest-limits.js";
 import { freePort } from "../processes.js";
 import { SAMPLE_CARDHOLDER } from "../simulators/sample-cardholder.js";
 import { BENCH_STORES } from "./custody-stores.js";
@@ -133,7 +141,9 @@ const startChild = (
   opts: { profile?: boolean; stdout: "ignore" | "pipe" },
 ) => {
   const child = spawn(process.execPath, nodeArgs(entry, opts.profile ?? false), {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
+    // Every server under the heap and arena bounds custody has in production (its Kubernetes manifest):
+    // V8 would otherwise size its young generation from this machine's memory, and pauses with it.
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...manifestMemoryEnv("custody"), ...env },
     stdio: ["ignore", opts.stdout, "inherit"],
   });
   children.push(child);
@@ -241,28 +251,49 @@ function call(client: CardCustodyClient): Promise<{ ms: number; res: ReencryptFo
 const sample = (await call(custodyClient)).res;
 const responseFile = join(work, "echo-response.json");
 writeFileSync(responseFile, JSON.stringify(sample));
-const echoPort = await freePort();
-const echo = startChild(
-  "./echo-server.ts",
-  {
-    ECHO_LISTEN: `127.0.0.1:${echoPort}`,
-    ECHO_TLS_CERT: pki.server.cert,
-    ECHO_TLS_KEY: pki.server.key,
-    ECHO_TLS_CLIENT_CA: pki.caCert,
-    ECHO_RESPONSE: responseFile,
-    ...(args["echo-one-by-one"] ? { ECHO_ONE_BY_ONE: "1" } : {}),
-  },
-  { stdout: "pipe" },
-);
-await new Promise<void>((ready, failed) => {
-  echo.stdout!.once("data", () => ready());
-  echo.once("exit", () => failed(new Error("echo server exited during start-up")));
-});
-const echoClient = new CardCustody(
-  `127.0.0.1:${echoPort}`,
-  channelCredentials,
-  channelOptions,
-) as unknown as CardCustodyClient;
+async function startEchoServer(extraEnv: Record<string, string>) {
+  const port = await freePort();
+  const child = startChild(
+    "./echo-server.ts",
+    {
+      ECHO_LISTEN: `127.0.0.1:${port}`,
+      ECHO_TLS_CERT: pki.server.cert,
+      ECHO_TLS_KEY: pki.server.key,
+      ECHO_TLS_CLIENT_CA: pki.caCert,
+      ECHO_RESPONSE: responseFile,
+      ...extraEnv,
+    },
+    { stdout: "pipe" },
+  );
+  await new Promise<void>((ready, failed) => {
+    child.stdout!.once("data", () => ready());
+    child.once("exit", () => failed(new Error("echo server exited during start-up")));
+  });
+  const client = new CardCustody(
+    `127.0.0.1:${port}`,
+    channelCredentials,
+    channelOptions,
+  ) as unknown as CardCustodyClient;
+  return { child, client };
+}
+const echo = await startEchoServer(args["echo-one-by-one"] ? { ECHO_ONE_BY_ONE: "1" } : {});
+// The core floor (file store: its private operation is the one custody's file store makes): the
+// echo server running the re-encryption core per call and nothing else.
+let coreFloor: Awaited<ReturnType<typeof startEchoServer>> | undefined;
+if (args.store === "file") {
+  const keyFile = join(work, "core-floor.pem");
+  writeFileSync(keyFile, dotva.privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
+  coreFloor = await startEchoServer({ ECHO_CORE_KEY: keyFile });
+  // A floor that answered something else would measure something else: same card, same recipient header.
+  const answer = (await call(coreFloor.client)).res;
+  if (
+    answer.card_last4 !== sample.card_last4 ||
+    answer.card_bin !== sample.card_bin ||
+    answer.jwe.split(".")[0] !== sample.jwe.split(".")[0]
+  ) {
+    throw new Error("the core floor server's answer differs from custody's");
+  }
+}
 
 /**
  * Closed loop, `concurrency` calls in flight for `seconds`; the window runs from before the first call
@@ -336,20 +367,23 @@ console.log(
     .join(" ")}`,
 );
 // Warm-up: TLS sessions, JIT, the workers' key copies and recipient caches, the token's sessions.
-await closedLoop(echoClient, [echo.pid!], 1);
+await closedLoop(echo.client, [echo.child.pid!], 1);
+if (coreFloor) await closedLoop(coreFloor.client, [coreFloor.child.pid!], 2);
 await closedLoop(custodyClient, custodyPids, 2);
 
 interface Round {
   rsa: number;
   echo: Awaited<ReturnType<typeof closedLoop>>;
   custody: Awaited<ReturnType<typeof closedLoop>>;
+  coreFloor?: Awaited<ReturnType<typeof closedLoop>>;
   bare?: { cpuMicrosPerOp: number; opsPerSecond: number; sessions: number; mechanism: string };
   efficiency: number;
 }
 const rounds: Round[] = [];
 for (let r = 1; r <= ROUNDS; r++) {
   const rsa = 1e6 / opensslRsa2048PrivateOpsPerSecond({ seconds: OPENSSL_SECONDS });
-  const echoRun = await closedLoop(echoClient, [echo.pid!], SECONDS);
+  const echoRun = await closedLoop(echo.client, [echo.child.pid!], SECONDS);
+  const floorRun = coreFloor && (await closedLoop(coreFloor.client, [coreFloor.child.pid!], SECONDS));
   const bare = await store.bareReference?.(SECONDS);
   const custodyRun = await closedLoop(custodyClient, custodyPids, SECONDS);
   const floor = (bare ? bare.cpuMicrosPerOp : rsa) + echoRun.serverCpuPerCall;
@@ -359,15 +393,19 @@ for (let r = 1; r <= ROUNDS; r++) {
     custody: custodyRun,
     efficiency: floor / custodyRun.serverCpuPerCall,
     ...(bare ? { bare } : {}),
+    ...(floorRun ? { coreFloor: floorRun } : {}),
   });
   console.log(
     `round ${r}: openssl rsa2048 ${rsa.toFixed(0)} µs/op | echo ${echoRun.serverCpuPerCall.toFixed(0)} µs CPU/call (${echoRun.rate.toFixed(0)}/s)` +
       (bare
         ? ` | bare pkcs11 ${bare.cpuMicrosPerOp.toFixed(0)} µs CPU/op (${bare.opsPerSecond.toFixed(0)}/s)`
         : "") +
+      (floorRun ? ` | core floor ${floorRun.serverCpuPerCall.toFixed(0)} µs CPU/call` : "") +
       ` | custody ${custodyRun.serverCpuPerCall.toFixed(0)} µs CPU/call (${custodyRun.rate.toFixed(0)}/s, p50 ${custodyRun.p50.toFixed(1)} ms, p99 ${custodyRun.p99.toFixed(1)} ms; client ${custodyRun.clientCpuPerCall.toFixed(0)} µs/call) | efficiency ${(floor / custodyRun.serverCpuPerCall).toFixed(3)}`,
   );
-  console.log(`  by thread: echo ${echoRun.threads} | custody ${custodyRun.threads}`);
+  console.log(
+    `  by thread: echo ${echoRun.threads}${floorRun ? ` | core floor ${floorRun.threads}` : ""} | custody ${custodyRun.threads}`,
+  );
 }
 
 const peak = median(rounds.map((r) => r.custody.rate));
@@ -376,12 +414,17 @@ console.log(
   `custody at half its peak (${(peak / 2).toFixed(0)}/s, open loop): p50 ${half.p50.toFixed(2)} ms  p99 ${half.p99.toFixed(2)} ms`,
 );
 custodyClient.close();
-echoClient.close();
-await Promise.all([...custodies.map(stopChild), stopChild(echo)]);
+for (const server of [echo, ...(coreFloor ? [coreFloor] : [])]) server.client.close();
+await Promise.all([
+  ...custodies.map(stopChild),
+  stopChild(echo.child),
+  ...(coreFloor ? [stopChild(coreFloor.child)] : []),
+]);
 
 const efficiencies = rounds.map((r) => r.efficiency);
 const efficiencyName = store.bareReference ? "pkcs11_cpu_efficiency" : "custody_cpu_efficiency";
 const bareRounds = rounds.flatMap((r) => (r.bare ? [r.bare] : []));
+const floorRounds = rounds.flatMap((r) => (r.coreFloor ? [{ ...r, coreFloor: r.coreFloor }] : []));
 console.log(
   JSON.stringify({
     bench: "custody",
@@ -408,6 +451,19 @@ console.log(
     custody_p50_ms: round(median(rounds.map((r) => r.custody.p50)), 2),
     custody_p99_ms: round(median(rounds.map((r) => r.custody.p99)), 2),
     client_cpu_us_per_call: round(median(rounds.map((r) => r.custody.clientCpuPerCall)), 1),
+    ...(floorRounds.length > 0
+      ? {
+          core_floor_cpu_us_per_call: round(median(floorRounds.map((r) => r.coreFloor.serverCpuPerCall)), 1),
+          // The best custody_cpu_efficiency any custody on grpc-js and node:crypto reaches on this machine.
+          core_floor_efficiency: round(
+            median(floorRounds.map((r) => (r.rsa + r.echo.serverCpuPerCall) / r.coreFloor.serverCpuPerCall)),
+          ),
+          // What custody's own checks and records leave of it: 1 would mean they cost nothing.
+          custody_vs_core_floor: round(
+            median(floorRounds.map((r) => r.coreFloor.serverCpuPerCall / r.custody.serverCpuPerCall)),
+          ),
+        }
+      : {}),
     [efficiencyName]: round(median(efficiencies)),
     [`${efficiencyName}_min`]: round(Math.min(...efficiencies)),
     [`${efficiencyName}_max`]: round(Math.max(...efficiencies)),

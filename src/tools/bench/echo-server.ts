@@ -11,12 +11,26 @@
  * per 1 ms timer tick, as custody's answers come back one at a time from its workers, instead of all the
  * calls of a burst in the same event-loop turn. Shows what answering one call per turn, each after a
  * wake-up (here the timer's, in custody a worker's message), costs besides the transport itself.
+ *
+ * ECHO_CORE_KEY=<PEM file> (bench:custody's "core floor"): instead of replaying, each call runs the
+ * re-encryption core on this thread with that private key, as custody's inline mode does, and nothing
+ * else custody does per call: no caller grant, limits, recipient policy, key lookup, deadline, audit
+ * line, metrics or log. Its CPU per call is what any custody built on grpc-js and node:crypto spends at
+ * least, so it bounds custody_cpu_efficiency from above on this stack, and custody's CPU over it is what
+ * custody's own checks and records cost.
  */
+import { createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Server } from "@grpc/grpc-js";
 import pino from "pino";
+import type { ReencryptForKnotRequest__Output } from "../../contract/generated/custody/v1/ReencryptForKnotRequest.js";
 import type { ReencryptForKnotResponse } from "../../contract/generated/custody/v1/ReencryptForKnotResponse.js";
 import { loadCustodyProto } from "../../contract/proto.js";
+import { parseKnotUser } from "../../core/card/knot-user.js";
+import { parseCompactJwe } from "../../core/crypto/jwe-decrypt.js";
+import { cachedKnotJwkParser } from "../../core/crypto/knot-jwk.js";
+import { reencryptForKnot } from "../../core/reencrypt.js";
+import { privateKeyUnwrap } from "../../custody/keystore/private-key-unwrap.js";
 import { listenCustody } from "../../custody/listener.js";
 import { MutualTls } from "../../custody/tls.js";
 
@@ -31,15 +45,48 @@ const server = new Server({
   "grpc.max_send_message_length": 1024 * 1024,
   "grpc.max_concurrent_streams": 4096,
 });
-type Answer = (err: null, res: ReencryptForKnotResponse) => void;
+type Answer = (err: Error | null, res?: ReencryptForKnotResponse) => void;
+type Call = { request: ReencryptForKnotRequest__Output };
 const oneByOne = process.env.ECHO_ONE_BY_ONE === "1";
 const waiting: Answer[] = [];
 if (oneByOne) setInterval(() => waiting.shift()?.(null, response), 1);
+
+/** The core floor (ECHO_CORE_KEY): parse, re-encrypt, answer; the same Error.stackTraceLimit as custody. */
+function coreHandler(keyFile: string) {
+  Error.stackTraceLimit = 0;
+  const unwrap = privateKeyUnwrap(createPrivateKey(readFileSync(keyFile)));
+  const recipientFor = cachedKnotJwkParser();
+  return (call: Call, callback: Answer) => {
+    const req = call.request;
+    const recipient = recipientFor(req.knot_jwk);
+    reencryptForKnot({
+      jwe: parseCompactJwe(req.secrets_jwe),
+      unwrap,
+      recipient,
+      user: parseKnotUser(req.user),
+      now: new Date(),
+    }).then(
+      (out) =>
+        callback(null, {
+          jwe: out.jwe,
+          key_fingerprint: req.key_fingerprint,
+          recipient_thumbprint: recipient.thumbprint,
+          card_last4: out.cardLast4,
+          card_bin: out.cardBin,
+        }),
+      (err: Error) => callback(err),
+    );
+  };
+}
+
+const coreKey = process.env.ECHO_CORE_KEY;
 server.addService(loadCustodyProto().custody.v1.CardCustody.service, {
-  ReencryptForKnot: (_call: unknown, callback: Answer) => {
-    if (oneByOne) waiting.push(callback);
-    else callback(null, response);
-  },
+  ReencryptForKnot: coreKey
+    ? coreHandler(coreKey)
+    : (_call: Call, callback: Answer) => {
+        if (oneByOne) waiting.push(callback);
+        else callback(null, response);
+      },
 });
 const tls = new MutualTls(
   {
