@@ -12,14 +12,14 @@
  * calls of a burst in the same event-loop turn. Shows what answering one call per turn, each after a
  * wake-up (here the timer's, in custody a worker's message), costs besides the transport itself.
  *
- * ECHO_CORE_KEY=<PEM file> (bench:custody's "core floor"): instead of replaying, each call runs the
- * re-encryption core on this thread with that private key, as custody's inline mode does, and nothing
- * else custody does per call: no caller grant, limits, recipient policy, key lookup, deadline, audit
- * line, metrics or log. Its CPU per call is what any custody built on grpc-js and node:crypto spends at
- * least, so it bounds custody_cpu_efficiency from above on this stack, and custody's CPU over it is what
- * custody's own checks and records cost.
+ * ECHO_CORE=1 (bench:custody's "core floor"): instead of replaying, each call runs the re-encryption core
+ * on this thread, as custody's inline mode does, with the key store custody's own configuration names
+ * (the CUSTODY_* variables bench:custody gives custody: the same key file or token, sessions and
+ * mechanism), and nothing else custody does per call: no caller grant, limits, recipient policy, key
+ * state check, deadline, audit line, metrics or log. Its CPU per call is what any custody built on
+ * grpc-js and node:crypto spends at least with that store, so it bounds the efficiency from above on
+ * this stack, and custody's CPU over it is what custody's own checks and records cost.
  */
-import { createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Server } from "@grpc/grpc-js";
 import pino from "pino";
@@ -27,11 +27,14 @@ import type { ReencryptForKnotRequest__Output } from "../../contract/generated/c
 import type { ReencryptForKnotResponse } from "../../contract/generated/custody/v1/ReencryptForKnotResponse.js";
 import { loadCustodyProto } from "../../contract/proto.js";
 import { parseKnotUser } from "../../core/card/knot-user.js";
+import { normalizeFingerprint } from "../../core/crypto/fingerprint.js";
 import { parseCompactJwe } from "../../core/crypto/jwe-decrypt.js";
 import { cachedKnotJwkParser } from "../../core/crypto/knot-jwk.js";
 import { reencryptForKnot } from "../../core/reencrypt.js";
-import { privateKeyUnwrap } from "../../custody/keystore/private-key-unwrap.js";
+import { loadConfig } from "../../custody/config.js";
+import type { KeyStore } from "../../custody/keystore/key-store.js";
 import { listenCustody } from "../../custody/listener.js";
+import { openKeyStore } from "../../custody/open-key-store.js";
 import { MutualTls } from "../../custody/tls.js";
 
 const env = (name: string) => {
@@ -51,17 +54,18 @@ const oneByOne = process.env.ECHO_ONE_BY_ONE === "1";
 const waiting: Answer[] = [];
 if (oneByOne) setInterval(() => waiting.shift()?.(null, response), 1);
 
-/** The core floor (ECHO_CORE_KEY): parse, re-encrypt, answer; the same Error.stackTraceLimit as custody. */
-function coreHandler(keyFile: string) {
+/** The core floor (ECHO_CORE): parse, re-encrypt, answer; the same Error.stackTraceLimit as custody. */
+function coreHandler(keys: KeyStore) {
   Error.stackTraceLimit = 0;
-  const unwrap = privateKeyUnwrap(createPrivateKey(readFileSync(keyFile)));
   const recipientFor = cachedKnotJwkParser();
   return (call: Call, callback: Answer) => {
     const req = call.request;
     const recipient = recipientFor(req.knot_jwk);
+    const key = keys.get(normalizeFingerprint(req.key_fingerprint));
+    if (!key) return callback(new Error("no such key"));
     reencryptForKnot({
       jwe: parseCompactJwe(req.secrets_jwe),
-      unwrap,
+      unwrap: key.unwrap,
       recipient,
       user: parseKnotUser(req.user),
       now: new Date(),
@@ -79,10 +83,11 @@ function coreHandler(keyFile: string) {
   };
 }
 
-const coreKey = process.env.ECHO_CORE_KEY;
+const coreKeys =
+  process.env.ECHO_CORE === "1" ? await openKeyStore(loadConfig(process.env).keyStore) : undefined;
 server.addService(loadCustodyProto().custody.v1.CardCustody.service, {
-  ReencryptForKnot: coreKey
-    ? coreHandler(coreKey)
+  ReencryptForKnot: coreKeys
+    ? coreHandler(coreKeys)
     : (_call: Call, callback: Answer) => {
         if (oneByOne) waiting.push(callback);
         else callback(null, response);
