@@ -5,7 +5,6 @@
  * the gateway's channel reconnects to the new process, and every card reaches Knot exactly once, in
  * time (docs/design.md invariant 6). The Knot simulator counts every POST /card per task_id.
  */
-import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,13 +20,13 @@ import {
 import { authenticatedEvent, type KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { expiryFromNow } from "../tools/testing/expiry.js";
 import {
+  bindToNewCardholder,
   dotvaDelivery,
   dotvaHeaders,
   gatewayConfig,
+  injectInternal,
   KNOT_CLIENT_ID,
   KNOT_SECRET,
-  PROFILE,
-  TEST_INTERNAL_TOKEN,
   waitFor,
 } from "../tools/testing/gateway-env.js";
 import { type RunningGateway, startGateway } from "./app.js";
@@ -84,15 +83,8 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-async function api(method: "GET" | "PUT", url: string, payload?: unknown) {
-  const res = await gw.app.inject({
-    method,
-    url,
-    headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}` },
-    ...(payload !== undefined ? { payload: payload as object } : {}),
-  });
-  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
-}
+const api = (method: "GET" | "PUT", url: string, payload?: unknown) =>
+  injectInternal(gw, method, url, payload);
 
 async function dotvaOverHttp(text: string): Promise<number> {
   const res = await fetch(`${gw.url}/webhooks/dotva`, {
@@ -115,12 +107,9 @@ describe("custody SIGKILLed and restarted on the same address during gateway loa
   it("every send-card job completes within its deadline, none lost, none sent twice", async () => {
     const publicKey = dotvaPublicKeyPem(pki.dotvaKeyDir);
     const deliveries = await Promise.all(Array.from({ length: CARDS }, () => dotvaDelivery(publicKey, CARD)));
-    const tasks = deliveries.map((d, i) => ({ d, user: `user-${randomUUID()}`, taskId: 60_000 + i }));
-    for (const t of tasks) {
-      expect((await api("PUT", `/v1/cardholders/${t.user}`, PROFILE)).status).toBe(201);
-      expect(
-        (await api("PUT", `/v1/cardholders/${t.user}/cards/${t.d.cardId}`, { workspace_id: "12" })).status,
-      ).toBe(201);
+    const tasks: { d: (typeof deliveries)[number]; user: string; taskId: number }[] = [];
+    for (const [i, d] of deliveries.entries()) {
+      tasks.push({ d, user: await bindToNewCardholder(gw, d.cardId), taskId: 60_000 + i });
     }
     // Dotva's deliveries arrive all at once; each card's AUTHENTICATED follows its own delivery.
     let custody = procs[0]!;

@@ -18,9 +18,12 @@ import {
   dotvaDelivery,
   dotvaHeaders,
   gatewayConfig,
+  injectDotva,
+  injectInternal,
   KNOT_CLIENT_ID,
   KNOT_SECRET,
   PROFILE,
+  readyCard as readyCardIn,
   TEST_INTERNAL_TOKEN,
   waitFor,
 } from "../tools/testing/gateway-env.js";
@@ -73,29 +76,10 @@ afterAll(async () => {
 
 // The gateway's own routes are driven with inject(); the Knot simulator, a separate party, posts its
 // webhooks over HTTP to the listening gateway as Knot would.
-async function postDotva(body: unknown, headers?: Record<string, string>) {
-  const text = typeof body === "string" ? body : JSON.stringify(body);
-  const res = await gw.app.inject({
-    method: "POST",
-    url: "/webhooks/dotva",
-    headers: headers ?? dotvaHeaders(text),
-    payload: text,
-  });
-  return {
-    status: res.statusCode,
-    body: res.json() as { outcome?: string; error?: { code: string; message: string } },
-  };
-}
-
-async function api(method: "GET" | "PUT", url: string, payload?: unknown) {
-  const res = await gw.app.inject({
-    method,
-    url,
-    headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}` },
-    ...(payload !== undefined ? { payload: payload as object } : {}),
-  });
-  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
-}
+const postDotva = (body: unknown, headers?: Record<string, string>) =>
+  injectDotva(gw, typeof body === "string" ? body : JSON.stringify(body), headers);
+const api = (method: "GET" | "PUT", url: string, payload?: unknown) =>
+  injectInternal(gw, method, url, payload);
 const internalGet = (path: string) => api("GET", path);
 const putProfile = (user: string, profile: unknown = PROFILE) =>
   api("PUT", `/v1/cardholders/${encodeURIComponent(user)}`, profile);
@@ -109,12 +93,7 @@ async function metric(name: string): Promise<string[]> {
 
 /** Stores a fresh card, a profile and the card's binding to it; returns the ids the Knot webhook needs. */
 async function readyCard() {
-  const d = await dotvaDelivery(custody.publicKeyPem, CARD);
-  expect(await postDotva(d.text)).toMatchObject({ status: 200, body: { outcome: "created" } });
-  const user = `user-${randomUUID()}`;
-  expect((await putProfile(user)).status).toBe(201);
-  expect((await bindCard(user, d.cardId)).status).toBe(201);
-  return { cardId: d.cardId, cardUuid: d.cardUuid, user, taskId: ++taskSeq };
+  return { ...(await readyCardIn(gw, custody.publicKeyPem, CARD)), taskId: ++taskSeq };
 }
 
 async function jobOf(taskId: number, final = true) {

@@ -5,20 +5,17 @@
  * "Send-card jobs" says; meanwhile the gateway's event loop stays responsive: /healthz over the real
  * listener answers quickly and the loop's delay (perf_hooks) stays small.
  */
-import { randomUUID } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { expiryFromNow } from "../tools/testing/expiry.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
-  dotvaDelivery,
-  dotvaHeaders,
   gatewayConfig,
+  injectInternal,
   KNOT_CLIENT_ID,
   KNOT_SECRET,
-  PROFILE,
-  TEST_INTERNAL_TOKEN,
+  readyCard,
   waitFor,
 } from "../tools/testing/gateway-env.js";
 import { type RunningGateway, startGateway } from "./app.js";
@@ -64,31 +61,12 @@ afterAll(async () => {
   await custody?.close();
 });
 
-async function api(method: "GET" | "PUT", url: string, payload?: unknown) {
-  const res = await gw.app.inject({
-    method,
-    url,
-    headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}` },
-    ...(payload !== undefined ? { payload: payload as object } : {}),
-  });
-  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
-}
+const api = (method: "GET" | "PUT", url: string, payload?: unknown) =>
+  injectInternal(gw, method, url, payload);
 
 async function readyTask() {
-  const d = await dotvaDelivery(custody.publicKeyPem, CARD);
-  const res = await gw.app.inject({
-    method: "POST",
-    url: "/webhooks/dotva",
-    headers: dotvaHeaders(d.text),
-    payload: d.text,
-  });
-  expect(res.statusCode).toBe(200);
-  const user = `user-${randomUUID()}`;
-  expect((await api("PUT", `/v1/cardholders/${user}`, PROFILE)).status).toBe(201);
-  expect((await api("PUT", `/v1/cardholders/${user}/cards/${d.cardId}`, { workspace_id: "12" })).status).toBe(
-    201,
-  );
-  return authenticatedEvent({ taskId: ++taskSeq, cardId: d.cardId, externalUserId: user });
+  const { cardId, user } = await readyCard(gw, custody.publicKeyPem, CARD);
+  return authenticatedEvent({ taskId: ++taskSeq, cardId, externalUserId: user });
 }
 
 interface Job {

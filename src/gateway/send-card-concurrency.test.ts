@@ -5,7 +5,6 @@
  * the setting. (Dotva deliveries and the internal API start no job: a task whose card has not arrived
  * fails CARD_NOT_FOUND, docs/gateway.md "Send-card jobs".)
  */
-import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,13 +13,11 @@ import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simu
 import { expiryFromNow } from "../tools/testing/expiry.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
-  dotvaDelivery,
-  dotvaHeaders,
   gatewayConfig,
+  injectInternal,
   KNOT_CLIENT_ID,
   KNOT_SECRET,
-  PROFILE,
-  TEST_INTERNAL_TOKEN,
+  readyCard,
   waitFor,
 } from "../tools/testing/gateway-env.js";
 import { type RunningGateway, startGateway } from "./app.js";
@@ -71,33 +68,11 @@ interface Ready {
   readonly taskId: number;
 }
 
-async function api(g: RunningGateway, method: "GET" | "PUT", url: string, payload?: unknown) {
-  const res = await g.app.inject({
-    method,
-    url,
-    headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}` },
-    ...(payload !== undefined ? { payload: payload as object } : {}),
-  });
-  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
-}
-
 async function readyCards(g: RunningGateway, n: number): Promise<Ready[]> {
   const out: Ready[] = [];
   for (let i = 0; i < n; i++) {
-    const d = await dotvaDelivery(custody.publicKeyPem, CARD);
-    const res = await g.app.inject({
-      method: "POST",
-      url: "/webhooks/dotva",
-      headers: dotvaHeaders(d.text),
-      payload: d.text,
-    });
-    expect(res.statusCode).toBe(200);
-    const user = `user-${randomUUID()}`;
-    expect((await api(g, "PUT", `/v1/cardholders/${user}`, PROFILE)).status).toBe(201);
-    expect(
-      (await api(g, "PUT", `/v1/cardholders/${user}/cards/${d.cardId}`, { workspace_id: "12" })).status,
-    ).toBe(201);
-    out.push({ cardId: d.cardId, user, taskId: ++taskSeq });
+    const { cardId, user } = await readyCard(g, custody.publicKeyPem, CARD);
+    out.push({ cardId, user, taskId: ++taskSeq });
   }
   return out;
 }
@@ -107,7 +82,9 @@ const hook = (c: Ready) => authenticatedEvent({ taskId: c.taskId, cardId: c.card
 async function allSent(g: RunningGateway, cards: readonly Ready[]) {
   for (const c of cards) {
     const job = await waitFor(async () => {
-      const j = (await api(g, "GET", `/v1/tasks/${c.taskId}`)).body.job as { state: string } | undefined;
+      const j = (await injectInternal(g, "GET", `/v1/tasks/${c.taskId}`)).body.job as
+        | { state: string }
+        | undefined;
       return j && (j.state === "sent" || j.state === "failed") ? j : undefined;
     }, 20_000);
     expect(job).toMatchObject({ state: "sent" });

@@ -19,12 +19,12 @@ import { expiryFromNow } from "../tools/testing/expiry.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
   dotvaDelivery,
-  dotvaHeaders,
   gatewayConfig,
+  injectDotva,
+  injectInternal,
   KNOT_CLIENT_ID,
   KNOT_SECRET,
-  PROFILE,
-  TEST_INTERNAL_TOKEN,
+  readyCard,
   waitFor,
 } from "../tools/testing/gateway-env.js";
 import { type RunningGateway, startGateway } from "./app.js";
@@ -54,26 +54,6 @@ afterAll(async () => {
 const gateway = (sqlitePath: string) =>
   startGateway(gatewayConfig({ knotUrl: knot.url, custodyAddress: custody.address, sqlitePath }));
 
-async function api(gw: RunningGateway, method: "GET" | "PUT", url: string, payload?: unknown) {
-  const res = await gw.app.inject({
-    method,
-    url,
-    headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}` },
-    ...(payload !== undefined ? { payload: payload as object } : {}),
-  });
-  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
-}
-
-async function postDotva(gw: RunningGateway, text: string) {
-  const res = await gw.app.inject({
-    method: "POST",
-    url: "/webhooks/dotva",
-    headers: dotvaHeaders(text),
-    payload: text,
-  });
-  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
-}
-
 async function healthy(gw: RunningGateway) {
   const res = await fetch(`${gw.url}/healthz`, { signal: AbortSignal.timeout(2_000) });
   return res.status;
@@ -81,22 +61,18 @@ async function healthy(gw: RunningGateway) {
 
 async function jobOf(gw: RunningGateway, taskId: number) {
   return waitFor(async () => {
-    const j = (await api(gw, "GET", `/v1/tasks/${taskId}`)).body.job as { state: string } | undefined;
+    const j = (await injectInternal(gw, "GET", `/v1/tasks/${taskId}`)).body.job as
+      | { state: string }
+      | undefined;
     return j && (j.state === "sent" || j.state === "failed") ? j : undefined;
   }, 15_000);
 }
 
 /** A stored card bound to a fresh cardholder, and the AUTHENTICATED Knot would send for it. */
 async function readyTask(gw: RunningGateway) {
-  const d = await dotvaDelivery(custody.publicKeyPem, CARD);
-  expect((await postDotva(gw, d.text)).status).toBe(200);
-  const user = `user-${randomUUID()}`;
-  expect((await api(gw, "PUT", `/v1/cardholders/${user}`, PROFILE)).status).toBe(201);
-  expect(
-    (await api(gw, "PUT", `/v1/cardholders/${user}/cards/${d.cardId}`, { workspace_id: "12" })).status,
-  ).toBe(201);
+  const { cardId, user } = await readyCard(gw, custody.publicKeyPem, CARD);
   const taskId = ++taskSeq;
-  return { taskId, hook: authenticatedEvent({ taskId, cardId: d.cardId, externalUserId: user }) };
+  return { taskId, hook: authenticatedEvent({ taskId, cardId, externalUserId: user }) };
 }
 
 describe("a repository that refuses writes (injected at the storage interface)", () => {
@@ -131,18 +107,18 @@ describe("a repository that refuses writes (injected at the storage interface)",
     async (_what, method, body) => {
       const text = await body();
       const write = vi.spyOn(gw.repo, method).mockRejectedValue(readOnly());
-      const refused = await postDotva(gw, text);
+      const refused = await injectDotva(gw, text);
       expect(refused).toMatchObject({ status: 503, body: STORAGE_UNAVAILABLE });
       expect(write).toHaveBeenCalledTimes(1);
       // Nothing of the cause reaches the partner.
       expect(JSON.stringify(refused.body)).not.toMatch(/readonly|SQLITE/i);
       expect(await healthy(gw)).toBe(200);
       write.mockRestore();
-      const accepted = await postDotva(gw, text);
+      const accepted = await injectDotva(gw, text);
       expect(accepted.status).toBe(200);
       expect(accepted.body.outcome).not.toBe("duplicate");
       // Dotva's next retry of the same bytes changes nothing.
-      const again = await postDotva(gw, text);
+      const again = await injectDotva(gw, text);
       expect(again.status).toBe(200);
       if (method === "storeDotvaCard") expect(again.body.outcome).toBe("duplicate");
     },
@@ -153,7 +129,7 @@ describe("a repository that refuses writes (injected at the storage interface)",
     const write = vi.spyOn(gw.repo, "recordKnotEvent").mockRejectedValue(readOnly());
     expect(await knot.sendWebhook(gw.url, hook)).toMatchObject({ status: 503, body: STORAGE_UNAVAILABLE });
     expect(await healthy(gw)).toBe(200);
-    expect((await api(gw, "GET", `/v1/tasks/${taskId}`)).status).toBe(404);
+    expect((await injectInternal(gw, "GET", `/v1/tasks/${taskId}`)).status).toBe(404);
     write.mockRestore();
     expect(await knot.sendWebhook(gw.url, hook)).toMatchObject({
       status: 200,
@@ -209,7 +185,7 @@ describe("disk full: SQLite on a tmpfs with a size limit", () => {
     // Some deliveries may still fit in pages SQLite already holds; the disk runs out within a few.
     for (let i = 0; i < 200 && refused.length < 5; i++) {
       const d = await dotvaDelivery(custody.publicKeyPem, CARD);
-      const res = await postDotva(gw, d.text);
+      const res = await injectDotva(gw, d.text);
       if (res.status === 200) acked.push(d.cardUuid);
       else {
         expect(res).toMatchObject({ status: 503, body: STORAGE_UNAVAILABLE });
@@ -224,8 +200,8 @@ describe("disk full: SQLite on a tmpfs with a size limit", () => {
     // Room again: the partners' retries are accepted, each exactly once.
     unlinkSync(filler);
     for (const r of refused) {
-      expect((await postDotva(gw, r.text)).body).toMatchObject({ outcome: "created" });
-      expect((await postDotva(gw, r.text)).body).toMatchObject({ outcome: "duplicate" });
+      expect((await injectDotva(gw, r.text)).body).toMatchObject({ outcome: "created" });
+      expect((await injectDotva(gw, r.text)).body).toMatchObject({ outcome: "duplicate" });
     }
     expect(await knot.sendWebhook(gw.url, hook)).toMatchObject({
       status: 200,
@@ -238,7 +214,7 @@ describe("disk full: SQLite on a tmpfs with a size limit", () => {
     await gw.close();
     gw = await gateway(dbPath);
     for (const uuid of [...acked, ...refused.map((r) => r.uuid)]) {
-      expect((await api(gw, "GET", `/v1/cards/${uuid}`)).status).toBe(200);
+      expect((await injectInternal(gw, "GET", `/v1/cards/${uuid}`)).status).toBe(200);
     }
   }, 60_000);
 });

@@ -4,7 +4,8 @@
  */
 import { createHash, createHmac, createPublicKey, randomUUID } from "node:crypto";
 import { CompactEncrypt } from "jose";
-import { vi } from "vitest";
+import { expect, vi } from "vitest";
+import type { RunningGateway } from "../../gateway/app.js";
 import type { GatewayConfig } from "../../gateway/config.js";
 import { loadConfig } from "../../gateway/config.js";
 
@@ -104,6 +105,56 @@ export async function internalGet(internalUrl: string, path: string) {
     headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}` },
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** The internal API through the gateway's Fastify instance (no socket), with the test bearer token. */
+export async function injectInternal(
+  gw: RunningGateway,
+  method: "GET" | "PUT",
+  url: string,
+  payload?: unknown,
+) {
+  const res = await gw.app.inject({
+    method,
+    url,
+    headers: { authorization: `Bearer ${TEST_INTERNAL_TOKEN}` },
+    ...(payload !== undefined ? { payload: payload as object } : {}),
+  });
+  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
+}
+
+/** A Dotva delivery's bytes to /webhooks/dotva through the gateway's Fastify instance. */
+export async function injectDotva(gw: RunningGateway, text: string, headers = dotvaHeaders(text)) {
+  const res = await gw.app.inject({ method: "POST", url: "/webhooks/dotva", headers, payload: text });
+  return {
+    status: res.statusCode,
+    body: res.json() as { outcome?: string; error?: { code: string; message: string } },
+  };
+}
+
+/** A fresh cardholder with PROFILE, and Dotva's card `cardId` (workspace 12) bound to them. */
+export async function bindToNewCardholder(gw: RunningGateway, cardId: string): Promise<string> {
+  const user = `user-${randomUUID()}`;
+  expect((await injectInternal(gw, "PUT", `/v1/cardholders/${user}`, PROFILE)).status).toBe(201);
+  expect(
+    (await injectInternal(gw, "PUT", `/v1/cardholders/${user}/cards/${cardId}`, { workspace_id: "12" }))
+      .status,
+  ).toBe(201);
+  return user;
+}
+
+/**
+ * What a Knot AUTHENTICATED needs before the gateway calls custody: a fresh card stored through Dotva's
+ * webhook (its secrets encrypted to `custodyPublicKeyPem`), bound to a fresh cardholder.
+ */
+export async function readyCard(
+  gw: RunningGateway,
+  custodyPublicKeyPem: string,
+  card: Parameters<typeof dotvaDelivery>[1],
+): Promise<{ cardId: string; cardUuid: string; user: string }> {
+  const d = await dotvaDelivery(custodyPublicKeyPem, card);
+  expect(await injectDotva(gw, d.text)).toMatchObject({ status: 200, body: { outcome: "created" } });
+  return { cardId: d.cardId, cardUuid: d.cardUuid, user: await bindToNewCardholder(gw, d.cardId) };
 }
 
 /** vitest's bounded poll: `check` until it returns a value, failing the test after `ms`. */
