@@ -18,7 +18,6 @@ import {
   startDevKnot,
 } from "../tools/processes.js";
 import { authenticatedEvent, type KnotSimulator } from "../tools/simulators/knot-simulator.js";
-import { expiryFromNow } from "../tools/testing/expiry.js";
 import {
   bindToNewCardholder,
   dotvaDelivery,
@@ -27,13 +26,12 @@ import {
   injectInternal,
   KNOT_CLIENT_ID,
   KNOT_SECRET,
+  TEST_CARD,
   waitFor,
 } from "../tools/testing/gateway-env.js";
 import { type RunningGateway, startGateway } from "./app.js";
 
 const CARDS = 36;
-const EXPIRY = expiryFromNow(14);
-const CARD = { pan: "4242424242424242", cvv: "123", expiry_month: EXPIRY.month, expiry_year: EXPIRY.year };
 const tmp = mkdtempSync(join(tmpdir(), "gw-custody-restart-"));
 const pki = makeDevPki(join(tmp, "pki"));
 const procs: Proc[] = [];
@@ -106,7 +104,9 @@ interface Job {
 describe("custody SIGKILLed and restarted on the same address during gateway load", () => {
   it("every send-card job completes within its deadline, none lost, none sent twice", async () => {
     const publicKey = dotvaPublicKeyPem(pki.dotvaKeyDir);
-    const deliveries = await Promise.all(Array.from({ length: CARDS }, () => dotvaDelivery(publicKey, CARD)));
+    const deliveries = await Promise.all(
+      Array.from({ length: CARDS }, () => dotvaDelivery(publicKey, TEST_CARD)),
+    );
     const tasks: { d: (typeof deliveries)[number]; user: string; taskId: number }[] = [];
     for (const [i, d] of deliveries.entries()) {
       tasks.push({ d, user: await bindToNewCardholder(gw, d.cardId), taskId: 60_000 + i });

@@ -9,19 +9,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fingerprintForms } from "../core/crypto/fingerprint.js";
-import { expiryFromNow } from "../tools/testing/expiry.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
   dotvaDelivery,
   dotvaHeaders,
   gatewayConfig,
+  TEST_CARD,
   TEST_INTERNAL_TOKEN,
 } from "../tools/testing/gateway-env.js";
 import { type RunningGateway, startGateway } from "./app.js";
 import { runKeyUsage } from "./key-usage-cli.js";
 
-const EXPIRY = expiryFromNow(14);
-const CARD = { pan: "4242424242424242", cvv: "123", expiry_month: EXPIRY.month, expiry_year: EXPIRY.year };
 const tmp = mkdtempSync(join(tmpdir(), "gw-keyuse-"));
 let custody: FakeCustody;
 let gw: RunningGateway;
@@ -36,7 +34,7 @@ beforeAll(async () => {
   url = gw.internalUrl;
   // Three cards under the old key, one under the current (custody's) key.
   for (const pem of [oldPem, oldPem, oldPem, custody.publicKeyPem]) {
-    const d = await dotvaDelivery(pem, CARD);
+    const d = await dotvaDelivery(pem, TEST_CARD);
     const res = await fetch(`${gw.url}/webhooks/dotva`, {
       method: "POST",
       headers: dotvaHeaders(d.text),

@@ -8,7 +8,6 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
-import { expiryFromNow } from "../tools/testing/expiry.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
   gatewayConfig,
@@ -16,6 +15,7 @@ import {
   KNOT_CLIENT_ID,
   KNOT_SECRET,
   readyCard,
+  TEST_CARD,
   waitFor,
 } from "../tools/testing/gateway-env.js";
 import { type RunningGateway, startGateway } from "./app.js";
@@ -26,8 +26,6 @@ const ATTEMPT_MS = 800;
 const LATE_TIMER_MS = 1_000;
 // Half a job's hang: a loop blocked by the hang would answer /healthz only after the whole of it.
 const HEALTH_MS = DEADLINE_MS / 2;
-const EXPIRY = expiryFromNow(14);
-const CARD = { pan: "4242424242424242", cvv: "123", expiry_month: EXPIRY.month, expiry_year: EXPIRY.year };
 let knot: KnotSimulator;
 let custody: FakeCustody;
 let gw: RunningGateway;
@@ -65,7 +63,7 @@ const api = (method: "GET" | "PUT", url: string, payload?: unknown) =>
   injectInternal(gw, method, url, payload);
 
 async function readyTask() {
-  const { cardId, user } = await readyCard(gw, custody.publicKeyPem, CARD);
+  const { cardId, user } = await readyCard(gw, custody.publicKeyPem, TEST_CARD);
   return authenticatedEvent({ taskId: ++taskSeq, cardId, externalUserId: user });
 }
 

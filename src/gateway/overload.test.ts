@@ -13,7 +13,6 @@ import { randomUUID } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
-import { expiryFromNow } from "../tools/testing/expiry.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
   dotvaDelivery,
@@ -23,14 +22,13 @@ import {
   KNOT_CLIENT_ID,
   KNOT_SECRET,
   PROFILE,
+  TEST_CARD,
   TEST_INTERNAL_TOKEN,
   waitFor,
 } from "../tools/testing/gateway-env.js";
 import { type RunningGateway, startGateway } from "./app.js";
 import { loadConfig } from "./config.js";
 
-const EXPIRY = expiryFromNow(14);
-const CARD = { pan: "4242424242424242", cvv: "123", expiry_month: EXPIRY.month, expiry_year: EXPIRY.year };
 const OVERLOADED = { error: { code: "OVERLOADED", message: expect.stringContaining("retry") } };
 const RETRY_AFTER_S = "7";
 let knot: KnotSimulator;
@@ -106,7 +104,7 @@ const shed = async (gw: RunningGateway, source: string, reason: string) =>
 
 /** A card bound to a fresh cardholder, and the AUTHENTICATED Knot would send for it. */
 async function readyTask(gw: RunningGateway) {
-  const d = await dotvaDelivery(custody.publicKeyPem, CARD);
+  const d = await dotvaDelivery(custody.publicKeyPem, TEST_CARD);
   expect((await postDotva(gw, d.text)).status).toBe(200);
   const user = `user-${++taskSeq}`;
   expect((await internal(gw, "PUT", `/v1/cardholders/${user}`, PROFILE)).status).toBe(201);
@@ -139,7 +137,7 @@ describe("webhooks in flight at GATEWAY_MAX_WEBHOOKS_IN_FLIGHT", () => {
   it("sheds the next Dotva webhook 503 OVERLOADED with Retry-After, storing nothing; /healthz and Knot still answer; the redelivery is stored once", async () => {
     const task = await readyTask(gw);
     const [first, second, d] = await Promise.all(
-      [1, 2, 3].map(() => dotvaDelivery(custody.publicKeyPem, CARD)),
+      [1, 2, 3].map(() => dotvaDelivery(custody.publicKeyPem, TEST_CARD)),
     );
     const slow = gate();
     const store = gw.repo.storeDotvaCard.bind(gw.repo);
@@ -215,7 +213,7 @@ describe("webhooks in flight at GATEWAY_MAX_WEBHOOKS_IN_FLIGHT", () => {
         );
         return open >= held.length ? true : undefined;
       });
-      const d = await dotvaDelivery(custody.publicKeyPem, CARD);
+      const d = await dotvaDelivery(custody.publicKeyPem, TEST_CARD);
       expect(await postDotva(gw, d.text)).toMatchObject({ status: 200, body: { outcome: "created" } });
       expect(await inFlight(gw, "dotva")).toBe(0);
     } finally {
@@ -240,7 +238,7 @@ describe("event-loop delay above GATEWAY_MAX_EVENT_LOOP_DELAY_MS", () => {
   afterAll(() => gw?.close());
 
   it("sheds webhooks 503 OVERLOADED while the loop lags, keeps /healthz answering, and takes the redelivery once after", async () => {
-    const d = await dotvaDelivery(custody.publicKeyPem, CARD);
+    const d = await dotvaDelivery(custody.publicKeyPem, TEST_CARD);
     // The loop is kept busy 150 ms at a time with a timer between, so sockets are still served.
     let busy = true;
     const spin = () => {

@@ -10,7 +10,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
-import { expiryFromNow } from "../tools/testing/expiry.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
   gatewayConfig,
@@ -18,14 +17,13 @@ import {
   KNOT_CLIENT_ID,
   KNOT_SECRET,
   readyCard,
+  TEST_CARD,
   waitFor,
 } from "../tools/testing/gateway-env.js";
 import { type RunningGateway, startGateway } from "./app.js";
 import { SqliteRepository } from "./storage/sqlite.js";
 
 const CONCURRENCY = 3;
-const EXPIRY = expiryFromNow(14);
-const CARD = { pan: "4242424242424242", cvv: "123", expiry_month: EXPIRY.month, expiry_year: EXPIRY.year };
 const tmp = mkdtempSync(join(tmpdir(), "gw-conc-"));
 const sqlitePath = join(tmp, "gw.sqlite");
 let knot: KnotSimulator;
@@ -71,7 +69,7 @@ interface Ready {
 async function readyCards(g: RunningGateway, n: number): Promise<Ready[]> {
   const out: Ready[] = [];
   for (let i = 0; i < n; i++) {
-    const { cardId, user } = await readyCard(g, custody.publicKeyPem, CARD);
+    const { cardId, user } = await readyCard(g, custody.publicKeyPem, TEST_CARD);
     out.push({ cardId, user, taskId: ++taskSeq });
   }
   return out;

@@ -15,7 +15,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
-import { expiryFromNow } from "../tools/testing/expiry.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
   dotvaDelivery,
@@ -25,12 +24,11 @@ import {
   KNOT_CLIENT_ID,
   KNOT_SECRET,
   readyCard,
+  TEST_CARD,
   waitFor,
 } from "../tools/testing/gateway-env.js";
 import { type RunningGateway, startGateway } from "./app.js";
 
-const EXPIRY = expiryFromNow(14);
-const CARD = { pan: "4242424242424242", cvv: "123", expiry_month: EXPIRY.month, expiry_year: EXPIRY.year };
 const STORAGE_UNAVAILABLE = {
   error: { code: "STORAGE_UNAVAILABLE", message: expect.stringContaining("retry") },
 };
@@ -70,7 +68,7 @@ async function jobOf(gw: RunningGateway, taskId: number) {
 
 /** A stored card bound to a fresh cardholder, and the AUTHENTICATED Knot would send for it. */
 async function readyTask(gw: RunningGateway) {
-  const { cardId, user } = await readyCard(gw, custody.publicKeyPem, CARD);
+  const { cardId, user } = await readyCard(gw, custody.publicKeyPem, TEST_CARD);
   const taskId = ++taskSeq;
   return { taskId, hook: authenticatedEvent({ taskId, cardId, externalUserId: user }) };
 }
@@ -90,7 +88,7 @@ describe("a repository that refuses writes (injected at the storage interface)",
     [
       "a card.issued.secrets",
       "storeDotvaCard",
-      async () => (await dotvaDelivery(custody.publicKeyPem, CARD)).text,
+      async () => (await dotvaDelivery(custody.publicKeyPem, TEST_CARD)).text,
     ],
     [
       "a delivery to quarantine",
@@ -184,7 +182,7 @@ describe("disk full: SQLite on a tmpfs with a size limit", () => {
     const refused: { uuid: string; text: string }[] = [];
     // Some deliveries may still fit in pages SQLite already holds; the disk runs out within a few.
     for (let i = 0; i < 200 && refused.length < 5; i++) {
-      const d = await dotvaDelivery(custody.publicKeyPem, CARD);
+      const d = await dotvaDelivery(custody.publicKeyPem, TEST_CARD);
       const res = await injectDotva(gw, d.text);
       if (res.status === 200) acked.push(d.cardUuid);
       else {

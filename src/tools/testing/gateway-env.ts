@@ -8,6 +8,7 @@ import { expect, vi } from "vitest";
 import type { RunningGateway } from "../../gateway/app.js";
 import type { GatewayConfig } from "../../gateway/config.js";
 import { loadConfig } from "../../gateway/config.js";
+import { expiryFromNow } from "./expiry.js";
 
 export const TEST_INTERNAL_TOKEN = "test-internal-token-0123456789abcdef";
 export const KNOT_CLIENT_ID = "knot-client-id";
@@ -56,6 +57,15 @@ export function gatewayEnv(o: {
 export function gatewayConfig(o: Parameters<typeof gatewayEnv>[0]): GatewayConfig {
   return loadConfig(gatewayEnv(o));
 }
+
+/** Secrets of a test card Dotva delivers: Stripe's test PAN, an expiry 14 months ahead. */
+const TEST_EXPIRY = expiryFromNow(14);
+export const TEST_CARD = {
+  pan: "4242424242424242",
+  cvv: "123",
+  expiry_month: TEST_EXPIRY.month,
+  expiry_year: TEST_EXPIRY.year,
+};
 
 export const PROFILE = {
   name: { first_name: "Ada", last_name: "Lovelace" },
