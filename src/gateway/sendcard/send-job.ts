@@ -171,6 +171,9 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
   let retry = 0;
   let attempt = 0;
   let last: SendCardError | undefined;
+  // Knot's last HTTP answer for this job. A job that runs out of time records it even when its final
+  // attempt got no answer at all, so the operator still sees what Knot was saying (503, 429, ...).
+  let lastKnotStatus: number | undefined;
   // A previous owner began a POST and recorded no answer: the card may already be at Knot.
   let uncertain = job.postStartedAt !== undefined;
   for (;;) {
@@ -208,7 +211,7 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
           "DEADLINE_EXCEEDED",
           `deadline passed${last ? `; last error ${last.code}: ${last.message}` : ""}`,
           false,
-          last?.knotStatus,
+          lastKnotStatus,
         ),
       );
     }
@@ -275,6 +278,7 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
       );
     } catch (error) {
       if (!(error instanceof SendCardError)) throw error;
+      lastKnotStatus = error.knotStatus ?? lastKnotStatus;
       if (error.code === RECIPIENT_REFUSED && knotJwk !== undefined) {
         if (!keyRefreshed) {
           // Knot may have rotated since the key was cached: ask Knot again before the TTL runs out.
@@ -309,7 +313,7 @@ export async function runSendJob(job: SendCardJob, ctx: SendJobContext): Promise
             "DEADLINE_EXCEEDED",
             `no time left for another attempt; last error ${error.code}: ${error.message}`,
             false,
-            error.knotStatus,
+            lastKnotStatus,
           ),
         );
       }
