@@ -173,6 +173,21 @@ describe("send-card job retries", () => {
     expect(Math.max(...h.sleeps)).toBe(1_000);
   });
 
+  it("runs out of time on unanswered POSTs and still records Knot's last answer (503)", async () => {
+    const h = harness({ posts: [unavailable, ...Array.from({ length: 100 }, timeout)] });
+    const out = await h.run();
+    expect(out).toMatchObject({ state: "failed", errorCode: "DEADLINE_EXCEEDED", knotStatus: 503 });
+    expect(out!.errorMessage).toContain("KNOT_TIMEOUT");
+    expect(h.knotCalls.post).toBeGreaterThan(2);
+  });
+
+  it("records no Knot status when Knot never answered", async () => {
+    const h = harness({ posts: Array.from({ length: 100 }, timeout) });
+    const out = await h.run();
+    expect(out).toMatchObject({ state: "failed", errorCode: "DEADLINE_EXCEEDED" });
+    expect(out).not.toHaveProperty("knotStatus");
+  });
+
   it("honours Knot's Retry-After on 429 when it fits in the window", async () => {
     const h = harness({ posts: [{ status: 429, retryAfterMs: 3_000 }, { status: 200 }] });
     expect(await h.run()).toMatchObject({ state: "sent" });
