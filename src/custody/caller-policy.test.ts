@@ -13,15 +13,14 @@ import { GATEWAY_SPIFFE, INTRUDER_SPIFFE } from "../tools/dev-pki.js";
 import {
   baseEnv,
   custodyClient,
-  dotvaJwe,
   type LogCapture,
   reencrypt,
+  reencryptRequest,
   rsaKeyPair,
   startTestCustody,
   tempDir,
   testPki,
 } from "../tools/testing/custody-harness.js";
-import { USER } from "../tools/testing/profile.js";
 import { STORE_FACTORIES } from "../tools/testing/stores.js";
 import { loadConfig } from "./config.js";
 import type { RunningCustody } from "./server.js";
@@ -69,13 +68,8 @@ describe("per-caller two-sided authorization", () => {
   // Colon hex: any spelling custody accepts names the key.
   const gatewayOnlyA = { fingerprints: [fpA.aliases.find((a) => a.includes(":"))!] };
 
-  const request = async (key: { publicKey: KeyObject }, request_id: string) => ({
-    secrets_jwe: await dotvaJwe(key.publicKey),
-    key_fingerprint: fingerprintForms(key.publicKey).canonical,
-    knot_jwk: knotJwk,
-    user: USER,
-    request_id,
-  });
+  const request = (key: { publicKey: KeyObject }, requestId: string) =>
+    reencryptRequest(key.publicKey, knotJwk, requestId);
   const call = async (who: "gateway" | "intruder", key: { publicKey: KeyObject }, id: string) => {
     const client = custodyClient(server.custody.port, pki, who);
     const out = await reencrypt(client, await request(key, id));

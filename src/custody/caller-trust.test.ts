@@ -13,7 +13,6 @@ import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { X509Certificate, X509CrlGenerator } from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fingerprintForms } from "../core/crypto/fingerprint.js";
 import {
   type CertPaths,
   GATEWAY_CN,
@@ -25,17 +24,16 @@ import {
 import {
   baseEnv,
   custodyClient,
-  dotvaJwe,
   healthCheck,
   healthClient,
   type LogCapture,
   reencrypt,
+  reencryptRequest,
   rsaKeyPair,
   startTestCustody,
   tempDir,
   testPki,
 } from "../tools/testing/custody-harness.js";
-import { USER } from "../tools/testing/profile.js";
 import { STORE_FACTORIES } from "../tools/testing/stores.js";
 import type { RunningCustody } from "./server.js";
 
@@ -90,13 +88,7 @@ describe("caller trust over mTLS", () => {
     execFileSync("openssl", ["crl", "-inform", "DER", "-in", `${crlFile}.der`, "-out", crlFile]);
   }
 
-  const request = async (request_id: string) => ({
-    secrets_jwe: await dotvaJwe(dotva.publicKey),
-    key_fingerprint: fingerprintForms(dotva.publicKey).canonical,
-    knot_jwk: knotJwk,
-    user: USER,
-    request_id,
-  });
+  const request = (requestId: string) => reencryptRequest(dotva.publicKey, knotJwk, requestId);
 
   const callAs = async (port: number, who: CertPaths, request_id: string) => {
     const c = custodyClient(port, pki, who);

@@ -13,21 +13,19 @@ import { connect as tlsConnect } from "node:tls";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { CardCustodyClient } from "../contract/generated/custody/v1/CardCustody.js";
-import { fingerprintForms } from "../core/crypto/fingerprint.js";
 import {
   baseEnv,
   custodyClient,
-  dotvaJwe,
   healthCheck,
   healthClient,
   type LogCapture,
   reencrypt,
+  reencryptRequest,
   rsaKeyPair,
   startTestCustody,
   tempDir,
   testPki,
 } from "../tools/testing/custody-harness.js";
-import { USER } from "../tools/testing/profile.js";
 import { STORE_FACTORIES, withGet } from "../tools/testing/stores.js";
 import { ConfigError, loadConfig } from "./config.js";
 import type { RunningCustody } from "./server.js";
@@ -35,16 +33,9 @@ import type { RunningCustody } from "./server.js";
 const pki = testPki();
 const knotJwk = readFileSync(pki.knotJwk, "utf8").trim();
 const dotva = rsaKeyPair();
-const fingerprint = fingerprintForms(dotva.publicKey).canonical;
 const fileStore = STORE_FACTORIES.find((f) => f.name === "file")!;
 
-const request = async (id: string) => ({
-  secrets_jwe: await dotvaJwe(dotva.publicKey),
-  key_fingerprint: fingerprint,
-  knot_jwk: knotJwk,
-  user: USER,
-  request_id: id,
-});
+const request = (id: string) => reencryptRequest(dotva.publicKey, knotJwk, id);
 
 /** Resolves when the server closes `socket`, with the milliseconds since `since`. */
 function closedAfter(socket: Socket, since: number): Promise<number> {

@@ -10,7 +10,6 @@ import { join } from "node:path";
 import { credentials, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadCustodyProto, loadHealthProto } from "../contract/proto.js";
-import { fingerprintForms } from "../core/crypto/fingerprint.js";
 import { certificateDer, type Issuer, issueCertificate, makeCa } from "../tools/dev-pki.js";
 import {
   baseEnv,
@@ -18,12 +17,12 @@ import {
   dotvaJwe,
   type LogCapture,
   reencrypt,
+  reencryptRequest,
   rsaKeyPair,
   startTestCustody,
   tempDir,
   testPki,
 } from "../tools/testing/custody-harness.js";
-import { USER } from "../tools/testing/profile.js";
 import { STORE_FACTORIES } from "../tools/testing/stores.js";
 import { generateKeyFile } from "./keytool/key-files.js";
 import type { RunningCustody } from "./server.js";
@@ -64,13 +63,8 @@ describe("recipient policy and limits", () => {
 
   const jwkWith = (x5c?: string[]) =>
     JSON.stringify({ ...knot.publicKey.export({ format: "jwk" }), ...(x5c ? { x5c } : {}) });
-  const request = async (knot_jwk: string, request_id = "policy") => ({
-    secrets_jwe: await dotvaJwe(dotva.publicKey),
-    key_fingerprint: fingerprintForms(dotva.publicKey).canonical,
-    knot_jwk,
-    user: USER,
-    request_id,
-  });
+  const request = (recipientJwk: string, requestId = "policy") =>
+    reencryptRequest(dotva.publicKey, recipientJwk, requestId);
 
   beforeAll(async () => {
     const dir = tempDir("policy");

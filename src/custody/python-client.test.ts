@@ -12,16 +12,14 @@ import { promisify } from "node:util";
 import { compactDecrypt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROTO_ROOT } from "../contract/proto.js";
-import { fingerprintForms } from "../core/crypto/fingerprint.js";
 import {
   baseEnv,
-  dotvaJwe,
+  reencryptRequest,
   rsaKeyPair,
   startTestCustody,
   tempDir,
   testPki,
 } from "../tools/testing/custody-harness.js";
-import { USER } from "../tools/testing/profile.js";
 import { STORE_FACTORIES } from "../tools/testing/stores.js";
 import type { RunningCustody } from "./server.js";
 
@@ -74,13 +72,7 @@ describe("a Python grpcio client built from the .proto only", () => {
   };
 
   it("re-encrypts a card, and sees the reason code of a refusal in the trailers", async () => {
-    const request = {
-      secrets_jwe: await dotvaJwe(dotva.publicKey),
-      key_fingerprint: fingerprintForms(dotva.publicKey).canonical,
-      knot_jwk: readFileSync(pki.knotJwk, "utf8"),
-      user: USER,
-      request_id: "python-1",
-    };
+    const request = await reencryptRequest(dotva.publicKey, readFileSync(pki.knotJwk, "utf8"), "python-1");
     const ok = await callFromPython("gateway", request);
     expect(ok.error).toBeUndefined();
     expect(ok.card_last4).toBe("4242");

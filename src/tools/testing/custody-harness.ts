@@ -13,12 +13,14 @@ import type { CardCustodyClient } from "../../contract/generated/custody/v1/Card
 import type { ReencryptForKnotRequest } from "../../contract/generated/custody/v1/ReencryptForKnotRequest.js";
 import type { ReencryptForKnotResponse__Output } from "../../contract/generated/custody/v1/ReencryptForKnotResponse.js";
 import { loadCustodyProto, loadHealthProto } from "../../contract/proto.js";
+import { fingerprintForms } from "../../core/crypto/fingerprint.js";
 import { createLogger } from "../../custody/audit.js";
 import { loadConfig } from "../../custody/config.js";
 import type { ManagedKeyStore } from "../../custody/keystore/key-store.js";
 import { type RunningCustody, startCustody } from "../../custody/server.js";
 import { type CertPaths, type DevPki, GATEWAY_SPIFFE, makeDevPki } from "../dev-pki.js";
 import { expiryFromNow } from "./expiry.js";
+import { USER } from "./profile.js";
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `custody-${prefix}-`));
@@ -170,6 +172,24 @@ export async function dotvaJwe(publicKey: KeyObject, secrets: object = TEST_SECR
   return new CompactEncrypt(new TextEncoder().encode(JSON.stringify(secrets)))
     .setProtectedHeader({ alg: "RSA-OAEP-256", enc: "A256GCM" })
     .encrypt(publicKey);
+}
+
+/**
+ * A ReencryptForKnot request for TEST_SECRETS sealed to `dotvaKey`, naming that key by its canonical
+ * fingerprint, for the test cardholder USER.
+ */
+export async function reencryptRequest(
+  dotvaKey: KeyObject,
+  knotJwk: string,
+  requestId: string,
+): Promise<ReencryptForKnotRequest> {
+  return {
+    secrets_jwe: await dotvaJwe(dotvaKey),
+    key_fingerprint: fingerprintForms(dotvaKey).canonical,
+    knot_jwk: knotJwk,
+    user: USER,
+    request_id: requestId,
+  };
 }
 
 export function rsaKeyPair() {
