@@ -404,6 +404,8 @@ export async function startCustody(
       clearTimeout(policyTimer);
       clearTimeout(tlsTimer);
       health.endWatchers();
+      // One grace period for the whole drain, as documented: in-flight calls, then their connections.
+      const graceEnd = Date.now() + graceMs;
       const listenerClosed = listener.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
@@ -420,7 +422,7 @@ export async function startCustody(
       // grpc-js reports its drain done once every session is told to close (GOAWAY), not once its last
       // call has answered; a connection closes by itself after that answer. Whatever is still open when
       // the grace period ends is cut.
-      const cut = setTimeout(() => listener.destroy(), graceMs);
+      const cut = setTimeout(() => listener.destroy(), Math.max(0, graceEnd - Date.now()));
       await listenerClosed;
       clearTimeout(cut);
       await keys.close();
