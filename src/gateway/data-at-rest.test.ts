@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
+import { authenticatedEvent, type KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { KNOT_ENCRYPTION_TYPE, knotWebhookSignature } from "../tools/simulators/knot-webhooks.js";
 import { partnerJson } from "../tools/simulators/partner-json.js";
 import { expiryFromNow } from "../tools/testing/expiry.js";
@@ -18,9 +18,9 @@ import {
   dotvaDelivery,
   dotvaHeaders,
   gatewayConfig,
-  KNOT_CLIENT_ID,
   KNOT_SECRET,
   PROFILE,
+  startTestKnot,
   TEST_INTERNAL_TOKEN,
 } from "../tools/testing/gateway-env.js";
 import { type BuiltGateway, buildGateway } from "./app.js";
@@ -41,8 +41,7 @@ let custody: FakeCustody;
 let gw: BuiltGateway;
 
 beforeAll(async () => {
-  knot = new KnotSimulator({ clientId: KNOT_CLIENT_ID, secret: KNOT_SECRET });
-  await knot.start();
+  knot = await startTestKnot();
   custody = await startFakeCustody();
   gw = await buildGateway(
     gatewayConfig({

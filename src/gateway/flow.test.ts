@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
+import { authenticatedEvent, type KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { KNOT_ENCRYPTION_TYPE, knotWebhookSignature } from "../tools/simulators/knot-webhooks.js";
 import { partnerJson } from "../tools/simulators/partner-json.js";
 import { expiryFromNow } from "../tools/testing/expiry.js";
@@ -20,10 +20,10 @@ import {
   gatewayConfig,
   injectDotva,
   injectInternal,
-  KNOT_CLIENT_ID,
   KNOT_SECRET,
   PROFILE,
   readyCard as readyCardIn,
+  startTestKnot,
   TEST_INTERNAL_TOKEN,
   waitFor,
 } from "../tools/testing/gateway-env.js";
@@ -45,8 +45,7 @@ let gw: RunningGateway;
 let taskSeq = 1000;
 
 beforeAll(async () => {
-  knot = new KnotSimulator({ clientId: KNOT_CLIENT_ID, secret: KNOT_SECRET });
-  await knot.start();
+  knot = await startTestKnot();
   custody = await startFakeCustody();
   const sink = new Writable({
     write(chunk, _enc, cb) {

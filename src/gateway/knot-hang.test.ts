@@ -7,14 +7,13 @@
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
+import { authenticatedEvent, type KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
   gatewayConfig,
   injectInternal,
-  KNOT_CLIENT_ID,
-  KNOT_SECRET,
   readyCard,
+  startTestKnot,
   TEST_CARD,
   waitFor,
 } from "../tools/testing/gateway-env.js";
@@ -32,8 +31,7 @@ let gw: RunningGateway;
 let taskSeq = 80_000;
 
 beforeAll(async () => {
-  knot = new KnotSimulator({ clientId: KNOT_CLIENT_ID, secret: KNOT_SECRET });
-  await knot.start();
+  knot = await startTestKnot();
   custody = await startFakeCustody();
   gw = await startGateway(
     gatewayConfig({

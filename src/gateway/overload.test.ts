@@ -12,16 +12,15 @@
 import { randomUUID } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
+import { authenticatedEvent, type KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
   dotvaDelivery,
   dotvaHeaders,
   gatewayConfig,
   gatewayEnv,
-  KNOT_CLIENT_ID,
-  KNOT_SECRET,
   PROFILE,
+  startTestKnot,
   TEST_CARD,
   TEST_INTERNAL_TOKEN,
   waitFor,
@@ -36,8 +35,7 @@ let custody: FakeCustody;
 let taskSeq = 170_000;
 
 beforeAll(async () => {
-  knot = new KnotSimulator({ clientId: KNOT_CLIENT_ID, secret: KNOT_SECRET });
-  await knot.start();
+  knot = await startTestKnot();
   custody = await startFakeCustody();
 }, 30_000);
 

@@ -9,14 +9,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
+import { authenticatedEvent, type KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
   gatewayConfig,
   injectInternal,
-  KNOT_CLIENT_ID,
-  KNOT_SECRET,
   readyCard,
+  startTestKnot,
   TEST_CARD,
   waitFor,
 } from "../tools/testing/gateway-env.js";
@@ -45,8 +44,7 @@ const config = () =>
   });
 
 beforeAll(async () => {
-  knot = new KnotSimulator({ clientId: KNOT_CLIENT_ID, secret: KNOT_SECRET });
-  await knot.start();
+  knot = await startTestKnot();
   // Knot takes a while over each card, so jobs overlap and a missing limit shows.
   knot.faults.delayMs = 120;
   custody = await startFakeCustody();

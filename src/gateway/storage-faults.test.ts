@@ -14,16 +14,15 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync, writeS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { authenticatedEvent, KnotSimulator } from "../tools/simulators/knot-simulator.js";
+import { authenticatedEvent, type KnotSimulator } from "../tools/simulators/knot-simulator.js";
 import { type FakeCustody, startFakeCustody } from "../tools/testing/fake-custody.js";
 import {
   dotvaDelivery,
   gatewayConfig,
   injectDotva,
   injectInternal,
-  KNOT_CLIENT_ID,
-  KNOT_SECRET,
   readyCard,
+  startTestKnot,
   TEST_CARD,
   waitFor,
 } from "../tools/testing/gateway-env.js";
@@ -38,8 +37,7 @@ let custody: FakeCustody;
 let taskSeq = 90_000;
 
 beforeAll(async () => {
-  knot = new KnotSimulator({ clientId: KNOT_CLIENT_ID, secret: KNOT_SECRET });
-  await knot.start();
+  knot = await startTestKnot();
   custody = await startFakeCustody();
 }, 30_000);
 

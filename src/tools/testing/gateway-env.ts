@@ -8,6 +8,7 @@ import { expect, vi } from "vitest";
 import type { RunningGateway } from "../../gateway/app.js";
 import type { GatewayConfig } from "../../gateway/config.js";
 import { loadConfig } from "../../gateway/config.js";
+import { KnotSimulator } from "../simulators/knot-simulator.js";
 import { expiryFromNow } from "./expiry.js";
 
 export const TEST_INTERNAL_TOKEN = "test-internal-token-0123456789abcdef";
@@ -56,6 +57,13 @@ export function gatewayEnv(o: {
 
 export function gatewayConfig(o: Parameters<typeof gatewayEnv>[0]): GatewayConfig {
   return loadConfig(gatewayEnv(o));
+}
+
+/** The Knot simulator holding the credentials gatewayEnv gives the gateway, started on a free port. */
+export async function startTestKnot(): Promise<KnotSimulator> {
+  const knot = new KnotSimulator({ clientId: KNOT_CLIENT_ID, secret: KNOT_SECRET });
+  await knot.start();
+  return knot;
 }
 
 /** Secrets of a test card Dotva delivers: Stripe's test PAN, an expiry 14 months ahead. */
