@@ -22,8 +22,18 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { freePort, type Proc, startGatewayProcess } from "../processes.js";
 import { DotvaSimulator } from "../simulators/dotva-simulator.js";
-import { authenticatedEvent, KnotSimulator } from "../simulators/knot-simulator.js";
+import { authenticatedEvent } from "../simulators/knot-simulator.js";
 import { type FakeCustody, startFakeCustody } from "../testing/fake-custody.js";
+import {
+  bindCard,
+  DOTVA_HMAC,
+  DOTVA_SHARED,
+  gatewayEnv,
+  internalGet,
+  putProfile,
+  startTestKnot,
+  TEST_CARD,
+} from "../testing/gateway-env.js";
 
 export interface CrashWindowOptions {
   readonly runs: number;
@@ -55,48 +65,24 @@ export interface CrashWindowResult {
   readonly resent: number;
 }
 
-const INTERNAL_TOKEN = "crash-window-internal-token-0123456789";
-const KNOT = { clientId: "crash-window-knot", secret: "crash-window-knot-secret" };
-const CARD = {
-  pan: "4242424242424242",
-  cvv: "123",
-  expiry_month: 12,
-  expiry_year: new Date().getFullYear() + 3,
-};
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function gatewayEnv(o: { port: number; sqlitePath: string; knotUrl: string; custody: string }) {
-  return {
-    GATEWAY_ENV: "development",
-    GATEWAY_PORT: String(o.port),
-    GATEWAY_LOG_LEVEL: "warn",
-    GATEWAY_INTERNAL_TOKEN: INTERNAL_TOKEN,
-    GATEWAY_STORAGE: "sqlite",
-    GATEWAY_SQLITE_PATH: o.sqlitePath,
-    KNOT_BASE_URL: o.knotUrl,
-    KNOT_CLIENT_ID: KNOT.clientId,
-    KNOT_CLIENT_SECRET: KNOT.secret,
-    GATEWAY_CUSTODY_ADDRESS: o.custody,
-    GATEWAY_CUSTODY_INSECURE: "true",
-    SEND_CARD_POLL_MS: "50",
-    // A short lease so the restarted process takes the dead one's jobs within a second.
-    SEND_CARD_LEASE_MS: "1000",
-    SEND_CARD_ATTEMPT_TIMEOUT_MS: "800",
-    SEND_CARD_BACKOFF_CAP_MS: "200",
-  };
-}
-
-async function internal(url: string, method: "GET" | "PUT", path: string, body?: unknown) {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${INTERNAL_TOKEN}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+/** The test gateway's environment, as a process of its own on `port`, taking a dead one's jobs quickly. */
+function crashGatewayEnv(o: { port: number; sqlitePath: string; knotUrl: string; custody: string }) {
+  return gatewayEnv({
+    knotUrl: o.knotUrl,
+    custodyAddress: o.custody,
+    sqlitePath: o.sqlitePath,
+    extra: {
+      GATEWAY_PORT: String(o.port),
+      GATEWAY_LOG_LEVEL: "warn",
+      SEND_CARD_POLL_MS: "50",
+      // A short lease so the restarted process takes the dead one's jobs within a second.
+      SEND_CARD_LEASE_MS: "1000",
+      SEND_CARD_ATTEMPT_TIMEOUT_MS: "800",
+      SEND_CARD_BACKOFF_CAP_MS: "200",
     },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
 function metricSum(text: string, name: string, label: string): number {
@@ -108,8 +94,8 @@ function metricSum(text: string, name: string, label: string): number {
 
 export async function measureCrashWindow(o: CrashWindowOptions): Promise<CrashWindowResult> {
   const log = o.log ?? (() => {});
+  const knot = await startTestKnot();
   const work = mkdtempSync(join(tmpdir(), "crash-window-"));
-  const knot = new KnotSimulator(KNOT);
   let custody: FakeCustody | undefined;
   const procs: Proc[] = [];
   let taskSeq = 1_000_000;
@@ -125,13 +111,12 @@ export async function measureCrashWindow(o: CrashWindowOptions): Promise<CrashWi
   };
   const notSentHow: string[] = [];
   try {
-    await knot.start();
     custody = await startFakeCustody();
     knot.faults.delayMs = o.knotDelayMs;
-    const dotva = new DotvaSimulator(custody.publicKeyPem);
+    const dotva = new DotvaSimulator(custody.publicKeyPem, { sharedSecret: DOTVA_SHARED, hmac: DOTVA_HMAC });
     const port = await freePort();
     for (let run = 0; run < o.runs; run++) {
-      const env = gatewayEnv({
+      const env = crashGatewayEnv({
         port,
         sqlitePath: join(work, `run-${run}.sqlite`),
         knotUrl: knot.url,
@@ -144,23 +129,13 @@ export async function measureCrashWindow(o: CrashWindowOptions): Promise<CrashWi
         : undefined;
       const tasks: { taskId: number; hook: Record<string, unknown> }[] = [];
       for (let i = 0; i < o.cards; i++) {
-        const event = await dotva.issue(CARD);
+        const event = await dotva.issue(TEST_CARD);
         const delivery = await dotva.deliver(gw.url, event);
         if (!delivery.delivered) throw new Error("Dotva delivery refused");
         const user = `user-${run}-${i}`;
         const cardId = String(event.data.card_id);
-        await internal(gw.url, "PUT", `/v1/cardholders/${user}`, {
-          name: { first_name: "Ada", last_name: "Lovelace" },
-          address: {
-            street: "1 Main St",
-            city: "NEW YORK",
-            region: "NY",
-            postal_code: "10001",
-            country: "US",
-          },
-          phone_number: "+14155550123",
-        });
-        await internal(gw.url, "PUT", `/v1/cardholders/${user}/cards/${cardId}`, { workspace_id: "12" });
+        await putProfile(gw.url, user);
+        await bindCard(gw.url, user, cardId);
         const taskId = ++taskSeq;
         tasks.push({ taskId, hook: authenticatedEvent({ taskId, cardId, externalUserId: user }) });
       }
@@ -188,7 +163,7 @@ export async function measureCrashWindow(o: CrashWindowOptions): Promise<CrashWi
         let state: string | undefined;
         let code: string | undefined;
         while (Date.now() < end) {
-          const job = (await internal(gw.url, "GET", `/v1/tasks/${t.taskId}`)).body.job as
+          const job = (await internalGet(gw.url, `/v1/tasks/${t.taskId}`)).body.job as
             | { state: string; errorCode?: string }
             | undefined;
           state = job?.state;
