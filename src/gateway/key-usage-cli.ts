@@ -20,6 +20,7 @@ export const KEY_USAGE_HELP = `usage: gateway key-usage (--fingerprint FP [--jwk
 
   --fingerprint FP     the key's SHA-256 SPKI fingerprint (sha256:<hex>, as custody-keys list prints it)
   --jwk-thumbprint T   also count cards Dotva named by the key's RFC 7638 thumbprint
+                       (base64url: write --jwk-thumbprint=T when T starts with "-")
   --public-key FILE    the key's public PEM (custody-keys public): both of the above from it
   --url URL            the gateway's internal API base URL [default: $GATEWAY_INTERNAL_URL]
 

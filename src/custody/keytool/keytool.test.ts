@@ -44,13 +44,13 @@ describe("custody-keys", () => {
     const jwk = JSON.parse((await tool("public", "--dir", dir, "--key", fingerprint, "--format", "jwk")).out);
     expect(jwk).toMatchObject({ kty: "RSA", e: "AQAB", use: "enc", alg: "RSA-OAEP-256", kid: fingerprint });
     expect(jwk.d).toBeUndefined();
-    // Any alias form names the key, e.g. the RFC 7638 thumbprint.
+    // Any alias form names the key, e.g. the RFC 7638 thumbprint. It is base64url, so about one key in 64
+    // has a thumbprint starting with "-": it goes in as --key=VALUE, as the CLI's own error says.
     const byThumbprint = await tool(
       "set-state",
       "--dir",
       dir,
-      "--key",
-      rsaJwkThumbprint(jwk),
+      `--key=${rsaJwkThumbprint(jwk)}`,
       "--state",
       "decrypt-only",
     );
@@ -112,6 +112,14 @@ describe("custody-keys", () => {
     });
     expect(await tool("set-state", "--dir", dir, "--key", "nope", "--state", "active")).toMatchObject({
       code: 1,
+    });
+    expect(await tool("set-state", "--dir", dir, "--key", "-dashFirst", "--state", "active")).toMatchObject({
+      code: 1,
+      err: expect.stringContaining("--key=-XYZ"),
+    });
+    expect(await tool("set-state", "--dir", dir, "--key=-dashFirst", "--state", "active")).toMatchObject({
+      code: 1,
+      err: expect.stringContaining("no key"),
     });
     expect((await tool("frobnicate")).code).toBe(2);
     expect((await tool("--help")).out).toContain("set-state --dir DIR --key NAME|FINGERPRINT --state STATE");
